@@ -1,0 +1,169 @@
+"""Settings, instruments and timeframes: YAML files loaded into validated pydantic models.
+
+The shipped defaults live in `btledger/configs/`. A user overrides any of them by putting a file of
+the same name in `$BTLEDGER_HOME/configs/` (default `./var/configs/`). A wrong key or value is a
+`ConfigError` naming the file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, malformed or holds an invalid value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CsvSource(_Strict):
+    folder: Path = Path("data")
+    #: "generic" (Date/Open/High/Low/Close/Volume header) or "metatrader" (tab-separated <DATE> <TIME> ...).
+    format: Literal["generic", "metatrader"] = "generic"
+
+
+class MetaTrader5Source(_Strict):
+    path: str | None = None
+    login: int | None = None
+    password: str | None = None
+    server: str | None = None
+    timeout_ms: int = 60_000
+
+
+class Settings(_Strict):
+    data_source: Literal["sample", "csv", "metatrader5"] = "sample"
+    csv: CsvSource = CsvSource()
+    metatrader5: MetaTrader5Source = MetaTrader5Source()
+    risk_free_rate: float = Field(0.02, ge=-1, le=1, description="Annual rate, a fraction (0.02 = 2 %).")
+    initial_cash: float = Field(100_000, gt=0)
+    account_currency: str = Field("USD", min_length=3, max_length=3)
+    workers: int = Field(0, ge=0, description="Worker processes for batches; 0 = one per core.")
+
+
+class Category(_Strict):
+    #: >= 1: money per lot round-turn; < 1: percent of notional round-turn (half at entry, half at exit).
+    commission: float = Field(0.0, ge=0)
+
+
+class Instrument(_Strict):
+    category: str
+    leverage: float = Field(1.0, gt=0)
+    #: Relative spread (fraction of price) paid once per trade.
+    spread: float = Field(0.0, ge=0, lt=1)
+    contract_size: float = Field(1.0, gt=0)
+    min_lot: float = Field(1.0, gt=0)
+    max_lot: float = Field(1_000_000.0, gt=0)
+    lot_step: float = Field(1.0, gt=0)
+    tick_size: float = Field(0.01, gt=0)
+    tick_value: float = Field(0.01, gt=0, description="Money value of one tick for one lot, quote currency.")
+    quote_currency: str = Field("USD", min_length=3, max_length=3)
+
+    @model_validator(mode="after")
+    def _lots_ordered(self) -> Instrument:
+        if self.min_lot > self.max_lot:
+            raise ValueError(f"min_lot ({self.min_lot}) is greater than max_lot ({self.max_lot})")
+        return self
+
+
+class Instruments(_Strict):
+    categories: dict[str, Category]
+    instruments: dict[str, Instrument]
+
+    @model_validator(mode="after")
+    def _categories_known(self) -> Instruments:
+        for ticker, instrument in self.instruments.items():
+            if instrument.category not in self.categories:
+                raise ValueError(
+                    f"instruments.{ticker}.category: unknown category {instrument.category!r} "
+                    f"(known: {', '.join(sorted(self.categories))})"
+                )
+        return self
+
+
+TimeframeName = Literal["M1", "M5", "M15", "M30", "H1", "H4", "D1", "W1", "MN1"]
+
+
+class Timeframe(_Strict):
+    name: TimeframeName
+    minutes: int = Field(gt=0)
+    mt5_constant: int
+    selected: bool = False
+
+
+class Timeframes(_Strict):
+    timeframes: list[Timeframe]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Timeframes:
+        names = [tf.name for tf in self.timeframes]
+        if len(names) != len(set(names)):
+            raise ValueError("timeframes: a name is listed twice")
+        return self
+
+    def by_name(self) -> dict[str, Timeframe]:
+        return {tf.name: tf for tf in self.timeframes}
+
+    @property
+    def selected(self) -> list[str]:
+        return [tf.name for tf in self.timeframes if tf.selected]
+
+
+def home() -> Path:
+    """The data directory: `$BTLEDGER_HOME`, or `./var`."""
+    return Path(os.environ.get("BTLEDGER_HOME") or "var").resolve()
+
+
+def config_path(name: str) -> Path:
+    """The user's override of config `name` if present, else the packaged default."""
+    user = home() / "configs" / name
+    return user if user.exists() else PACKAGED_CONFIGS / name
+
+
+def _load(name: str, model: type[BaseModel]) -> Any:
+    path = config_path(name)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {key}: {first['msg']}") from exc
+
+
+@cache
+def _cached(name: str, model: type[BaseModel], home_dir: Path) -> Any:
+    return _load(name, model)
+
+
+def load_settings() -> Settings:
+    return _cached("settings.yaml", Settings, home())
+
+
+def load_instruments() -> Instruments:
+    return _cached("instruments.yaml", Instruments, home())
+
+
+def load_timeframes() -> Timeframes:
+    return _cached("timeframes.yaml", Timeframes, home())
+
+
+def clear_config_cache() -> None:
+    """Forget loaded configs (tests and long-lived servers that edit files call this)."""
+    _cached.cache_clear()
