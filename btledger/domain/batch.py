@@ -1,0 +1,132 @@
+"""RunBatch: plan the combinations, run what is missing on the worker pool, record every outcome.
+
+The ledger decides what runs (a live result is skipped unless `rerun`; a deleted one needs `rerun`;
+a failed one is tried again), the engine's pool computes in worker processes, and each outcome is
+appended as it arrives, one save per combination, so a batch killed half-way keeps what it
+recorded and the same batch run again records each combination exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+from uuid import UUID
+
+from btledger.domain.backtest import backtest_id
+from btledger.domain.commands import RunBatch
+from btledger.domain.ledger import Ledger
+from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
+
+Status = Literal["queued", "running", "recorded", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One state change of one combination."""
+
+    index: int
+    total: int
+    spec: RunSpec
+    id: UUID
+    status: Status
+    message: str | None = None
+    metrics: dict[str, JsonScalar] | None = None
+    position: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "total": self.total,
+            "id": str(self.id),
+            "status": self.status,
+            "strategy": self.spec.strategy,
+            "ticker": self.spec.ticker,
+            "timeframe": self.spec.timeframe,
+            "risk": self.spec.risk,
+            "message": self.message,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass
+class BatchReport:
+    results: list[Progress] = field(default_factory=list)
+    last_position: int = 0
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {"recorded": 0, "skipped": 0, "failed": 0}
+        for result in self.results:
+            counts[result.status] += 1
+        return counts
+
+
+class RunsBacktests(Protocol):
+    """The engine's worker pool as the batch sees it."""
+
+    def run(
+        self, jobs: Iterable[tuple[RunSpec, Path | None]]
+    ) -> Iterator[tuple[RunSpec, BacktestOutcome | None, str | None]]: ...
+
+
+def plot_path(home: Path, mode: str, backtest: UUID) -> Path | None:
+    """Where a run's HTML plot goes: `plots/` to keep, `plots/temp/` for a throw-away look."""
+    if mode == "persist":
+        return home / "plots" / f"{backtest}.html"
+    if mode == "temp":
+        return home / "plots" / "temp" / f"{backtest}.html"
+    return None
+
+
+def run_batch(
+    ledger: Ledger,
+    command: RunBatch,
+    pool: RunsBacktests,
+    home: Path,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+) -> BatchReport:
+    """Run `command` and return every combination's final state, calling `on_progress` on each change."""
+    specs = command.specs()
+    total = len(specs)
+    report = BatchReport(last_position=ledger.head())
+    index_of: dict[RunSpec, int] = {}
+    jobs: list[tuple[RunSpec, Path | None]] = []
+
+    for index, spec in enumerate(specs):
+        existing = ledger.find(spec)
+        identity = backtest_id(spec)
+        if existing is not None and existing.status in ("recorded", "deleted") and not command.rerun:
+            reason = (
+                "already recorded; pass rerun to record a new result"
+                if existing.status == "recorded"
+                else "deleted; pass rerun to run it again"
+            )
+            done = Progress(index, total, spec, identity, "skipped", reason, _metrics(existing.outcome))
+            report.results.append(done)
+            on_progress(done)
+            continue
+        index_of[spec] = index
+        jobs.append((spec, plot_path(home, command.plot, identity)))
+        on_progress(Progress(index, total, spec, identity, "queued"))
+
+    for spec, outcome, error in pool.run(jobs):
+        index = index_of[spec]
+        on_progress(Progress(index, total, spec, backtest_id(spec), "running"))
+        if outcome is not None:
+            identity, position = ledger.record_outcome(spec, outcome)
+            done = Progress(index, total, spec, identity, "recorded", None, outcome.metrics, position)
+        else:
+            identity, position = ledger.record_failure(spec, error or "unknown error")
+            done = Progress(index, total, spec, identity, "failed", error, None, position)
+        report.last_position = position
+        report.results.append(done)
+        on_progress(done)
+
+    report.results.sort(key=lambda p: p.index)
+    return report
+
+
+def _metrics(outcome: BacktestOutcome | None) -> dict[str, JsonScalar] | None:
+    return outcome.metrics if outcome is not None else None

@@ -1,0 +1,142 @@
+"""Commands: the validated input of every change to the ledger.
+
+Each is a pydantic model; `parse(Command, data)` turns raw input (CLI flags, a JSON body) into a
+command or raises `InvalidInput` naming the first offending field. Names are checked against the
+strategy registry, the instruments config and the timeframes config, so nothing runs or is written
+for a command that cannot succeed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import date
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from btledger.config import load_instruments, load_settings, load_timeframes
+from btledger.domain.errors import InvalidInput
+from btledger.engine.registry import strategy_names
+from btledger.engine.result import JsonScalar, RunSpec
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _known(field: str, values: list[str], known: list[str]) -> list[str]:
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(f"unknown {field} {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    return values
+
+
+class RunBatch(_Command):
+    """Run the cartesian product strategies × tickers × timeframes × risks over one date range."""
+
+    strategies: list[str] = Field(min_length=1, max_length=100)
+    tickers: list[str] = Field(min_length=1, max_length=1000)
+    timeframes: list[str] = Field(min_length=1, max_length=20)
+    risks: list[float] = Field(min_length=1, max_length=100)
+    date_from: date
+    date_to: date
+    initial_cash: float | None = Field(None, description="Default: settings.initial_cash.")
+    method: str = Field("pa", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")
+    params: dict[str, JsonScalar] = Field(default_factory=dict, max_length=50)
+    rerun: bool = False
+    plot: Literal["none", "temp", "persist"] = "none"
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies_known(cls, value: list[str]) -> list[str]:
+        return _known("strategy", value, strategy_names())
+
+    @field_validator("tickers")
+    @classmethod
+    def _tickers_known(cls, value: list[str]) -> list[str]:
+        return _known("ticker", value, list(load_instruments().instruments))
+
+    @field_validator("timeframes")
+    @classmethod
+    def _timeframes_known(cls, value: list[str]) -> list[str]:
+        return _known("timeframe", value, list(load_timeframes().by_name()))
+
+    @field_validator("risks")
+    @classmethod
+    def _risks_in_range(cls, value: list[float]) -> list[float]:
+        for risk in value:
+            if not (math.isfinite(risk) and 0 < risk <= 100):
+                raise ValueError(f"must be in (0, 100] (a percent of equity per trade), got {risk}")
+        return value
+
+    @field_validator("initial_cash")
+    @classmethod
+    def _cash_positive(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"must be a positive number, got {value}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params_finite(cls, value: dict[str, JsonScalar]) -> dict[str, JsonScalar]:
+        for name, item in value.items():
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"parameter {name!r} must be finite, got {item}")
+        return value
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> RunBatch:
+        if self.date_from >= self.date_to:
+            raise _FieldError("date_from", f"must be before date_to ({self.date_from} >= {self.date_to})")
+        return self
+
+    def specs(self) -> list[RunSpec]:
+        """The combinations, deduplicated, in a stable order."""
+        cash = self.initial_cash if self.initial_cash is not None else load_settings().initial_cash
+        combos = itertools.product(
+            dict.fromkeys(self.strategies),
+            dict.fromkeys(self.tickers),
+            dict.fromkeys(self.timeframes),
+            dict.fromkeys(self.risks),
+        )
+        return [
+            RunSpec(
+                strategy=strategy,
+                ticker=ticker,
+                timeframe=timeframe,
+                risk=float(risk),
+                date_from=self.date_from,
+                date_to=self.date_to,
+                initial_cash=float(cash),
+                method=self.method,
+                params=dict(self.params),
+            )
+            for strategy, ticker, timeframe, risk in combos
+        ]
+
+
+class _FieldError(ValueError):
+    """A model-level check that knows which field is wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+
+
+def parse(command: type[C], data: dict[str, Any]) -> C:
+    """Validate `data` into `command`, or raise InvalidInput naming the first bad field."""
+    try:
+        return command.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        context = first.get("ctx") or {}
+        error = context.get("error")
+        if isinstance(error, _FieldError):
+            raise InvalidInput(error.field, str(error)) from None
+        location = [str(part) for part in first["loc"] if not isinstance(part, int)]
+        field = ".".join(location) or "body"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidInput(field, message) from None
