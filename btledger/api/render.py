@@ -1,0 +1,65 @@
+"""Terminal rendering of rows as rich tables (the `--json` paths bypass this module)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+#: Columns shown in result tables, in order; `--json` and `sql` show everything.
+RESULT_COLUMNS = (
+    "id",
+    "strategy",
+    "ticker",
+    "timeframe",
+    "risk",
+    "trades",
+    "return_pct",
+    "drawdown_pct",
+    "return_dd",
+    "win_rate",
+    "sharpe_ratio",
+    "stability_weighted_rar",
+    "favorite",
+)
+
+
+def cell(value: Any, column: str = "") -> str:
+    if value is None:
+        return "–"
+    if column == "id" or column == "backtest_id":
+        return str(value)[:8]
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    return str(value)
+
+
+def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, title: str | None = None) -> None:
+    """Print dict rows; `columns` picks and orders them (default: every key of the first row)."""
+    if not rows:
+        console.print(f"[dim]{title + ': ' if title else ''}no rows[/dim]")
+        return
+    shown = [c for c in (columns or list(rows[0])) if c in rows[0]]
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for column in shown:
+        table.add_column(column, overflow="fold", justify="right" if _numeric(rows, column) else "left")
+    for row in rows:
+        table.add_row(*(cell(row.get(column), column) for column in shown))
+    console.print(table)
+
+
+def key_values(data: dict[str, Any], title: str | None = None) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("name", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in data.items():
+        table.add_row(key, cell(value, key))
+    console.print(table)
+
+
+def _numeric(rows: Sequence[dict[str, Any]], column: str) -> bool:
+    return any(isinstance(r.get(column), int | float) and not isinstance(r.get(column), bool) for r in rows)

@@ -1,0 +1,87 @@
+"""Audit: re-run a recorded result and say whether it reproduces.
+
+A result reproduces when the same key on data with the same fingerprint, with strategy code of the
+same fingerprint, gives every metric again. Changed data or changed code is reported as such, not
+as a mismatch: the ledger cannot expect the same numbers from different inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+from uuid import UUID
+
+from btledger.domain.errors import Conflict
+from btledger.domain.ledger import Ledger
+from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
+
+Verdict = Literal["reproduced", "mismatch", "data_changed", "strategy_changed"]
+
+#: Relative tolerance for float metrics: a re-run is deterministic, this only absorbs libm noise.
+REL_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Verification:
+    id: UUID
+    verdict: Verdict
+    recorded_data_fingerprint: str
+    current_data_fingerprint: str
+    recorded_strategy_fingerprint: str
+    current_strategy_fingerprint: str
+    mismatches: list[dict[str, JsonScalar]] = field(default_factory=list)
+    metrics_checked: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": str(self.id),
+            "verdict": self.verdict,
+            "metrics_checked": self.metrics_checked,
+            "mismatches": self.mismatches,
+            "recorded_data_fingerprint": self.recorded_data_fingerprint,
+            "current_data_fingerprint": self.current_data_fingerprint,
+            "recorded_strategy_fingerprint": self.recorded_strategy_fingerprint,
+            "current_strategy_fingerprint": self.current_strategy_fingerprint,
+        }
+
+
+def _same(a: JsonScalar, b: JsonScalar) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-12)
+    return a == b
+
+
+def verify(ledger: Ledger, backtest: UUID, run: Callable[[RunSpec], BacktestOutcome]) -> Verification:
+    """Re-run `backtest`'s key with `run` and compare with the recorded result."""
+    aggregate = ledger.get(backtest)
+    recorded = aggregate.outcome
+    if recorded is None:
+        raise Conflict(f"backtest {backtest} has no recorded result to verify", field="id")
+    current = run(aggregate.spec)
+    verdict: Verdict
+    mismatches: list[dict[str, JsonScalar]] = []
+    if current.data_fingerprint != recorded.data_fingerprint:
+        verdict = "data_changed"
+    elif current.strategy_fingerprint != recorded.strategy_fingerprint:
+        verdict = "strategy_changed"
+    else:
+        for section in ("metrics", "trade_performance"):
+            old, new = getattr(recorded, section), getattr(current, section)
+            for name in sorted(set(old) | set(new)):
+                if not _same(old.get(name), new.get(name)):
+                    mismatches.append(
+                        {"metric": f"{section}.{name}", "recorded": old.get(name), "recomputed": new.get(name)}
+                    )
+        verdict = "mismatch" if mismatches else "reproduced"
+    return Verification(
+        id=backtest,
+        verdict=verdict,
+        recorded_data_fingerprint=recorded.data_fingerprint,
+        current_data_fingerprint=current.data_fingerprint,
+        recorded_strategy_fingerprint=recorded.strategy_fingerprint,
+        current_strategy_fingerprint=current.strategy_fingerprint,
+        mismatches=mismatches,
+        metrics_checked=len(recorded.metrics) + len(recorded.trade_performance),
+    )

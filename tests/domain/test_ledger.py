@@ -1,0 +1,165 @@
+"""The ledger's commands on a real SQLite event store file."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from btledger.domain.backtest import STRATEGY_DELETED, Backtest, backtest_id
+from btledger.domain.errors import Conflict, NotFound
+from btledger.domain.ledger import Ledger, store_env
+from tests.domain.factories import outcome, spec
+
+
+@pytest.fixture
+def ledger(btledger_home: Path) -> Ledger:
+    return Ledger(env=store_env(btledger_home))
+
+
+def test_record_writes_to_a_sqlite_file_and_derives_the_id_from_the_key(ledger: Ledger, btledger_home: Path) -> None:
+    identity, position = ledger.record_outcome(spec(), outcome())
+    assert identity == backtest_id(spec())
+    assert position == 2  # Registered, then ResultRecorded
+    rows = sqlite3.connect(btledger_home / "events.sqlite").execute("SELECT count(*) FROM stored_events").fetchone()
+    assert rows == (2,)
+    assert ledger.get(identity).status == "recorded"
+
+
+def test_the_key_includes_cash_params_and_method(ledger: Ledger) -> None:
+    base = spec()
+    variants = [
+        base.__class__(**{**base.__dict__, "initial_cash": 50_000.0}),
+        base.__class__(**{**base.__dict__, "params": {"n1": 5}}),
+        base.__class__(**{**base.__dict__, "method": "wfo"}),
+    ]
+    ids = {backtest_id(base), *(backtest_id(v) for v in variants)}
+    assert len(ids) == 4
+
+
+def test_rerun_appends_a_new_result_to_the_same_history(ledger: Ledger) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome(return_pct=1.0))
+    ledger.record_outcome(spec(), outcome(return_pct=2.0))
+    aggregate = ledger.get(identity)
+    assert aggregate.outcome is not None and aggregate.outcome.metrics["return_pct"] == 2.0
+    assert [h.event_type for h in ledger.history(identity)] == ["Registered", "ResultRecorded", "ResultRecorded"]
+
+
+def test_favourite_twice_carries_the_resulting_value(ledger: Ledger) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome())
+    assert ledger.toggle_favorite(identity)[0] is True
+    assert ledger.toggle_favorite(identity)[0] is False
+    payloads = [h.payload for h in ledger.history(identity) if h.event_type == "FavoriteToggled"]
+    assert payloads == [{"favorite": True}, {"favorite": False}]
+
+
+def test_delete_and_restore_keep_the_history(ledger: Ledger) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome())
+    ledger.delete(identity, reason="bad data")
+    assert ledger.get(identity).status == "deleted"
+    with pytest.raises(Conflict):
+        ledger.delete(identity)
+    ledger.restore(identity)
+    assert ledger.get(identity).status == "recorded"
+    with pytest.raises(Conflict, match="not deleted"):
+        ledger.restore(identity)
+    history = ledger.history(identity)
+    assert [h.event_type for h in history] == ["Registered", "ResultRecorded", "Deleted", "Restored"]
+    assert history[2].payload == {"reason": "bad data"}
+    assert [h.position for h in history] == sorted(h.position for h in history)
+
+
+def test_delete_strategy_deletes_every_live_result_in_one_save(ledger: Ledger) -> None:
+    kept, _ = ledger.record_outcome(spec(strategy="Other"), outcome())
+    ids = [ledger.record_outcome(spec(ticker=t), outcome())[0] for t in ("EURUSD", "GOOG", "BTCUSD")]
+    ledger.delete(ids[0])
+    deleted, position = ledger.delete_strategy("SmaCross")
+    assert sorted(deleted) == sorted(ids[1:])
+    # Atomic: both deletions were written in one transaction, at consecutive positions ending at `position`.
+    positions = sorted(ledger.history(i)[-1].position for i in ids[1:])
+    assert positions == [position - 1, position]
+    assert all(ledger.history(i)[-1].payload == {"reason": STRATEGY_DELETED} for i in ids[1:])
+    assert ledger.get(kept).status == "recorded"
+    # A result recorded later for the strategy is live again.
+    later, _ = ledger.record_outcome(spec(ticker="AAPL"), outcome())
+    assert ledger.get(later).status == "recorded"
+
+
+def test_failure_is_recorded_and_a_later_result_replaces_it(ledger: Ledger) -> None:
+    identity, _ = ledger.record_failure(spec(), "boom")
+    assert ledger.get(identity).status == "failed"
+    ledger.record_outcome(spec(), outcome())
+    assert ledger.get(identity).status == "recorded"
+
+
+def test_unknown_ids_and_prefixes(ledger: Ledger) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome())
+    assert ledger.resolve(str(identity)[:6]) == identity
+    assert ledger.resolve(str(identity).upper()) == identity
+    with pytest.raises(NotFound):
+        ledger.resolve("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(NotFound, match="at least 4"):
+        ledger.resolve("ab")
+    with pytest.raises(NotFound):
+        ledger.resolve("../etc/passwd")
+    with pytest.raises(NotFound):
+        ledger.toggle_favorite(UUID(int=1))
+
+
+def test_concurrent_toggles_from_threads_lose_nothing(ledger: Ledger) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome())
+    threads = [threading.Thread(target=lambda: [ledger.toggle_favorite(identity) for _ in range(10)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    history = ledger.history(identity)
+    toggles = [h.payload["favorite"] for h in history if h.event_type == "FavoriteToggled"]
+    assert len(toggles) == 40
+    # Each toggle saw the state left by the one before it.
+    assert toggles == [i % 2 == 0 for i in range(40)]
+    assert ledger.get(identity).favorite is False
+
+
+TOGGLER = """
+import sys
+from pathlib import Path
+from uuid import UUID
+from btledger.domain.ledger import Ledger, store_env
+ledger = Ledger(env=store_env(Path(sys.argv[1])))
+for _ in range(int(sys.argv[3])):
+    ledger.toggle_favorite(UUID(sys.argv[2]))
+"""
+
+
+def test_concurrent_toggles_from_two_processes_lose_nothing(ledger: Ledger, btledger_home: Path) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome())
+    procs = [
+        subprocess.Popen([sys.executable, "-c", TOGGLER, str(btledger_home), str(identity), "15"]) for _ in range(2)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    toggles = [h.payload["favorite"] for h in ledger.history(identity) if h.event_type == "FavoriteToggled"]
+    assert toggles == [i % 2 == 0 for i in range(30)]
+
+
+def test_an_old_version_of_a_result_event_is_upcast(ledger: Ledger, btledger_home: Path) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome())
+    database = sqlite3.connect(btledger_home / "events.sqlite")
+    topic = f"{Backtest.ResultRecorded.__module__}:{Backtest.ResultRecorded.__qualname__}"
+    (state,) = database.execute("SELECT state FROM stored_events WHERE topic = ?", (topic,)).fetchone()
+    old = json.loads(state)
+    # Forge what a version-1 writer stored: no class_version, no currency, no bar count.
+    for key in ("class_version", "currency", "bars"):
+        old.pop(key)
+    database.execute("UPDATE stored_events SET state = ? WHERE topic = ?", (json.dumps(old).encode(), topic))
+    database.commit()
+    reloaded = Ledger(env=store_env(btledger_home)).get(identity)
+    assert reloaded.outcome is not None
+    assert reloaded.outcome.currency == "USD"
+    assert reloaded.outcome.metrics == outcome().metrics
