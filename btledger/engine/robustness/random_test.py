@@ -1,0 +1,228 @@
+"""Random test: is the strategy better than a random trader that trades like it?
+
+Three steps, each usable on its own:
+
+1. `profile_strategy(trades, bars)`: the behaviour the random trader copies. Probability of entering on a
+   bar = trades / bars; long share = longs / trades (size > 0 is long); holding period in bars
+   (exit_bar − entry_bar): mean and std (ddof 1; 0 for a single trade). `StrategyProfile.params()` gives
+   the RandomTrader parameters (`prob_trade`, `prob_long`, `avg_position_hold`, `std_position_hold`).
+2. `run_random_strategies(run_random, params, seeds)`: one run per seed of an injected callable
+   ``run_random(params, seed) -> trades`` (the engine's RandomTrader through the same data, costs and
+   sizing); `random_test` derives the seeds from its own.
+3. `bootstrap_compare(...)`: `iterations` times, draw n_real trades with replacement from the real trades
+   and n_real from the pooled random trades; equity = initial × cumprod(1 + r / 100). Per sample: return %
+   (relative to the initial cash), max drawdown % (positive, peak starting at the initial cash),
+   return/drawdown, win rate % (net_pnl > 0). For each metric, per-iteration differences are oriented so
+   that a positive difference means "real better": real − random for return, return/drawdown and win
+   rate, but random − real for drawdown (a smaller drawdown is better). Reported per metric:
+   `<m>_mean_diff`, `<m>_std_diff` (population std), `<m>_z_score` = mean / std (None when std is 0) and
+   `<m>_p_value` = share of iterations with difference ≤ 0, the one-sided probability that the real
+   strategy is no better than random (small = real better). Return/drawdown is undefined for a sample
+   without drawdown; its figures use only iterations where both samples have one
+   (`return_dd_iterations`), and are None if there are none.
+
+`random_test(...)` chains the three into one `RobustnessResult`. Its seed feeds one
+``numpy.random.SeedSequence``: one child gives the random runs' seeds, another the bootstrap generator, so
+the same seed (and the same deterministic `run_random`) reproduces the result exactly.
+
+Fixes against the seed (`run_random_test`):
+
+1. The holding period was computed but passed as `avg_trade_duration`/`std_trade_duration` while the
+   random trader read `avg_position_hold`/`std_position_hold`, so it always held for Normal(2, 1.5) bars;
+   `StrategyProfile.params()` now emits the names the trader reads.
+2. The random backtests were unseeded and only the bootstrap was seeded (with the global
+   ``np.random.seed(42)``); every part now derives from the test's seed, through local generators.
+3. Sample return was measured from the first simulated equity point, dropping the first trade; it is now
+   relative to the initial cash, and the drawdown peak starts there too.
+4. Win rate was the share of returns > 0 as a fraction; it is now the % of trades with net_pnl > 0 (the
+   project's single definition), resampled together with each trade's return.
+5. Return/drawdown divided by a zero drawdown (±inf, NaN poisoning the means); undefined samples are
+   now left out of that metric and counted, and a zero std gives a None z-score instead of inf/NaN.
+6. The bootstrap is vectorised over all iterations (the seed looped in Python).
+7. Input is validated (bars, runs, iterations, no trades, random runs without trades) with errors that
+   name the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from btledger.engine.result import BacktestOutcome
+from btledger.engine.robustness.common import (
+    RobustnessInputError,
+    RobustnessResult,
+    Trades,
+    column,
+    curve_stats,
+    json_float,
+    positive_int,
+    require_trades,
+    resolve_seed,
+    row_blocks,
+    trade_columns,
+)
+
+#: run_random(params, seed) -> the trades of one random backtest (a trades mapping or an outcome).
+RandomRun = Callable[[dict[str, Any], int], BacktestOutcome | Trades]
+
+#: Compared metrics, in report order.
+COMPARED: tuple[str, ...] = ("return", "drawdown", "return_dd", "win_rate")
+
+
+@dataclass(frozen=True)
+class StrategyProfile:
+    """How often, in which direction and for how long the strategy trades."""
+
+    prob_trade: float
+    prob_long: float
+    mean_hold_bars: float
+    std_hold_bars: float
+
+    def params(self) -> dict[str, float]:
+        """Parameters of the RandomTrader strategy, under the names it reads."""
+        return {
+            "prob_trade": self.prob_trade,
+            "prob_long": self.prob_long,
+            "avg_position_hold": self.mean_hold_bars,
+            "std_position_hold": self.std_hold_bars,
+        }
+
+
+def profile_strategy(trades: BacktestOutcome | Trades, bars: int) -> StrategyProfile:
+    """The strategy's trade frequency, long share and holding period (columns size, entry_bar, exit_bar)."""
+    columns = trade_columns(trades)
+    bars = positive_int("bars", bars)
+    sizes = column(columns, "size")
+    require_trades(sizes.size)
+    held = column(columns, "exit_bar") - column(columns, "entry_bar")
+    if held.size != sizes.size:
+        raise RobustnessInputError("trades", "columns size, entry_bar and exit_bar differ in length")
+    return StrategyProfile(
+        prob_trade=min(1.0, sizes.size / bars),  # overlapping trades could exceed one per bar
+        prob_long=float((sizes > 0).mean()),
+        mean_hold_bars=float(held.mean()),
+        std_hold_bars=float(held.std(ddof=1)) if held.size > 1 else 0.0,
+    )
+
+
+def run_random_strategies(run_random: RandomRun, params: dict[str, Any], seeds: Sequence[int]) -> list[Trades]:
+    """One call of `run_random` per seed (each with its own copy of `params`); returns each run's trades."""
+    return [trade_columns(run_random(dict(params), int(run_seed))) for run_seed in seeds]
+
+
+def _sample_metrics(
+    returns_pct: np.ndarray, wins: np.ndarray, picked: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return %, drawdown %, return/drawdown (NaN at zero drawdown) and win rate % per resampled row."""
+    growth = np.cumprod(1.0 + returns_pct[picked] / 100.0, axis=1)
+    return_pct, drawdown_pct = curve_stats(growth)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return_dd = np.where(drawdown_pct > 0, return_pct / drawdown_pct, np.nan)
+    win_rate = wins[picked].mean(axis=1) * 100.0
+    return return_pct, drawdown_pct, return_dd, win_rate
+
+
+def bootstrap_compare(
+    real_returns_pct: np.ndarray,
+    real_net_pnl: np.ndarray,
+    random_returns_pct: np.ndarray,
+    random_net_pnl: np.ndarray,
+    *,
+    iterations: int,
+    rng: np.random.Generator,
+) -> dict[str, float | None]:
+    """Bootstrap comparison of real against random trades; see the module docstring for the figures."""
+    iterations = positive_int("iterations", iterations)
+    n_real, n_random = real_returns_pct.size, random_returns_pct.size
+    real_wins, random_wins = real_net_pnl > 0, random_net_pnl > 0
+    real_parts: list[tuple[np.ndarray, ...]] = []
+    random_parts: list[tuple[np.ndarray, ...]] = []
+    for rows in row_blocks(iterations, n_real):
+        real_parts.append(_sample_metrics(real_returns_pct, real_wins, rng.integers(0, n_real, (rows, n_real))))
+        random_parts.append(_sample_metrics(random_returns_pct, random_wins, rng.integers(0, n_random, (rows, n_real))))
+    figures: dict[str, float | None] = {}
+    for i, name in enumerate(COMPARED):
+        real = np.concatenate([part[i] for part in real_parts])
+        random = np.concatenate([part[i] for part in random_parts])
+        diff = random - real if name == "drawdown" else real - random
+        if name == "return_dd":
+            defined = np.isfinite(diff)
+            real, random, diff = real[defined], random[defined], diff[defined]
+            figures["return_dd_iterations"] = float(diff.size)
+        figures.update(_diff_figures(name, real, random, diff))
+    return figures
+
+
+def _diff_figures(name: str, real: np.ndarray, random: np.ndarray, diff: np.ndarray) -> dict[str, float | None]:
+    if diff.size == 0:
+        keys = ("real_mean", "random_mean", "mean_diff", "std_diff", "z_score", "p_value")
+        return {f"{name}_{key}": None for key in keys}
+    mean, std = float(diff.mean()), float(diff.std())
+    return {
+        f"{name}_real_mean": json_float(real.mean()),
+        f"{name}_random_mean": json_float(random.mean()),
+        f"{name}_mean_diff": json_float(mean),
+        f"{name}_std_diff": json_float(std),
+        f"{name}_z_score": json_float(mean / std) if std > 0 else None,
+        f"{name}_p_value": float((diff <= 0).mean()),
+    }
+
+
+def random_test(
+    trades: BacktestOutcome | Trades,
+    *,
+    bars: int,
+    run_random: RandomRun,
+    runs: int = 10,
+    iterations: int = 1000,
+    seed: int | None = None,
+) -> RobustnessResult:
+    """Profile the strategy, run `runs` random traders like it and bootstrap-compare the trades.
+
+    `bars` is the number of price bars the backtest ran over; `trades` needs the columns size, entry_bar,
+    exit_bar, return_pct and net_pnl, and so does each random run's result.
+    """
+    columns = trade_columns(trades)
+    profile = profile_strategy(columns, bars)
+    runs = positive_int("runs", runs)
+    iterations = positive_int("iterations", iterations)
+    seed = resolve_seed(seed)
+    real_returns, real_net = column(columns, "return_pct"), column(columns, "net_pnl")
+    if not real_returns.size == real_net.size == len(columns["size"]):
+        raise RobustnessInputError("trades", "columns size, return_pct and net_pnl differ in length")
+
+    runs_seeds, bootstrap_seeds = np.random.SeedSequence(seed).spawn(2)
+    random_runs = run_random_strategies(run_random, profile.params(), runs_seeds.generate_state(runs).tolist())
+    random_returns = np.concatenate([column(run, "return_pct") for run in random_runs])
+    random_net = np.concatenate([column(run, "net_pnl") for run in random_runs])
+    if random_returns.size == 0:
+        raise RobustnessInputError("runs", "the random runs produced no trades")
+    if random_returns.size != random_net.size:
+        raise RobustnessInputError("run_random", "columns return_pct and net_pnl differ in length")
+
+    comparison = bootstrap_compare(
+        real_returns,
+        real_net,
+        random_returns,
+        random_net,
+        iterations=iterations,
+        rng=np.random.default_rng(bootstrap_seeds),
+    )
+    metrics: dict[str, float | None] = {
+        **{f"profile_{key}": value for key, value in profile.params().items()},
+        "real_trades": float(real_returns.size),
+        "random_trades": float(random_returns.size),
+        **comparison,
+    }
+    summary = {f"{name}_{stat}": metrics[f"{name}_{stat}"] for name in COMPARED for stat in ("p_value", "z_score")}
+    return RobustnessResult(
+        kind="random",
+        parameters={"bars": bars, "runs": runs, "iterations": iterations},
+        seed=seed,
+        summary=summary,
+        metrics=metrics,
+    )
