@@ -1,0 +1,175 @@
+"""Random test: profile by hand, injected random runs, bootstrap distribution facts, reproducibility."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from btledger.engine.robustness import (
+    RobustnessInputError,
+    bootstrap_compare,
+    profile_strategy,
+    random_test,
+)
+
+REAL = {
+    "size": [1.0, -2.0, 1.0, 3.0],
+    "entry_bar": [0, 10, 20, 40],
+    "exit_bar": [5, 12, 30, 41],  # held 5, 2, 10 and 1 bars
+    "return_pct": [2.0, -1.0, 3.0, 0.5],
+    "net_pnl": [20.0, -10.0, 30.0, 5.0],
+}
+
+
+def fake_trades(rng: np.random.Generator, n: int, mean_pct: float) -> dict[str, list[Any]]:
+    returns = rng.normal(mean_pct, 1.0, n)
+    entries = np.sort(rng.integers(0, 100, n))
+    return {
+        "size": rng.choice([1.0, -1.0], n).tolist(),
+        "entry_bar": entries.tolist(),
+        "exit_bar": (entries + 3).tolist(),
+        "return_pct": returns.tolist(),
+        "net_pnl": (returns * 7).tolist(),
+    }
+
+
+class FakeRandomRunner:
+    """Stands in for the engine: a deterministic function of (params, seed), recording its calls."""
+
+    def __init__(self, trades_per_run: int = 20, mean_pct: float = 0.0) -> None:
+        self.calls: list[tuple[dict[str, Any], int]] = []
+        self.trades_per_run = trades_per_run
+        self.mean_pct = mean_pct
+
+    def __call__(self, params: dict[str, Any], seed: int) -> dict[str, list[Any]]:
+        self.calls.append((params, seed))
+        return fake_trades(np.random.default_rng(seed), self.trades_per_run, self.mean_pct)
+
+
+def test_profile_by_hand() -> None:
+    profile = profile_strategy(REAL, bars=100)
+    assert profile.prob_trade == 0.04
+    assert profile.prob_long == 0.75
+    assert profile.mean_hold_bars == 4.5
+    assert profile.std_hold_bars == pytest.approx((49 / 3) ** 0.5)  # squared deviations 0.25+6.25+30.25+12.25
+    assert profile.params() == {
+        "prob_trade": 0.04,
+        "prob_long": 0.75,
+        "avg_position_hold": 4.5,  # the names the seed's RandomTrader reads (it never received them)
+        "std_position_hold": pytest.approx((49 / 3) ** 0.5),
+    }
+    single = {key: values[:1] for key, values in REAL.items()}
+    assert profile_strategy(single, bars=10).std_hold_bars == 0.0
+
+
+def test_random_runs_receive_the_holding_period_and_distinct_seeds() -> None:
+    runner = FakeRandomRunner()
+    result = random_test(REAL, bars=100, run_random=runner, runs=4, iterations=50, seed=9)
+    assert len(runner.calls) == 4
+    assert all(params["avg_position_hold"] == 4.5 for params, _ in runner.calls)
+    seeds = [seed for _, seed in runner.calls]
+    assert len(set(seeds)) == 4
+    assert result.metrics["random_trades"] == 80.0
+    assert result.metrics["real_trades"] == 4.0
+    assert result.parameters == {"bars": 100, "runs": 4, "iterations": 50}
+    again = FakeRandomRunner()
+    random_test(REAL, bars=100, run_random=again, runs=4, iterations=50, seed=9)
+    assert [seed for _, seed in again.calls] == seeds
+
+
+def test_identical_pools_are_indistinguishable() -> None:
+    rng = np.random.default_rng(1)
+    returns = rng.normal(0.2, 1.5, 60)
+    net = returns * 10
+    figures = bootstrap_compare(returns, net, returns, net, iterations=4000, rng=np.random.default_rng(2))
+    for name in ("return", "drawdown", "return_dd"):
+        assert figures[f"{name}_p_value"] == pytest.approx(0.5, abs=0.03)
+        assert abs(figures[f"{name}_mean_diff"]) < 0.05 * figures[f"{name}_std_diff"]
+        assert abs(figures[f"{name}_z_score"]) < 0.05
+    assert figures["return_real_mean"] == pytest.approx(figures["return_random_mean"], rel=0.05)
+
+
+def test_constant_pools_give_exact_differences() -> None:
+    # Real: every trade +1 %; random: every trade −1 %. Every bootstrap sample of 5 trades is then fixed.
+    figures = bootstrap_compare(
+        np.full(5, 1.0),
+        np.full(5, 3.0),
+        np.full(7, -1.0),
+        np.full(7, -3.0),
+        iterations=30,
+        rng=np.random.default_rng(0),
+    )
+    real_return = (1.01**5 - 1) * 100
+    random_return = (0.99**5 - 1) * 100
+    random_drawdown = (1 - 0.99**5) * 100
+    assert figures["return_mean_diff"] == pytest.approx(real_return - random_return)
+    assert figures["return_std_diff"] == pytest.approx(0.0, abs=1e-9)
+    assert figures["return_p_value"] == 0.0
+    # Drawdown is oriented "random − real": the real strategy's 0 % is better than random's.
+    assert figures["drawdown_mean_diff"] == pytest.approx(random_drawdown)
+    assert figures["drawdown_p_value"] == 0.0
+    assert figures["win_rate_real_mean"] == 100.0
+    assert figures["win_rate_random_mean"] == 0.0
+    assert figures["win_rate_mean_diff"] == 100.0
+    assert figures["win_rate_z_score"] is None  # std 0: undefined, not inf
+    # Real never draws down, so return/drawdown is undefined in every iteration.
+    assert figures["return_dd_iterations"] == 0.0
+    assert figures["return_dd_p_value"] is None
+
+
+def test_one_trade_against_a_coin_flip() -> None:
+    # Real: one +10 % trade; random: +10 % or −10 % with equal chance. Diff is 0 or 20, each half the time.
+    figures = bootstrap_compare(
+        np.array([10.0]),
+        np.array([1.0]),
+        np.array([10.0, -10.0]),
+        np.array([1.0, -1.0]),
+        iterations=20_000,
+        rng=np.random.default_rng(4),
+    )
+    assert figures["return_mean_diff"] == pytest.approx(10.0, abs=0.3)
+    assert figures["return_std_diff"] == pytest.approx(10.0, abs=0.05)
+    assert figures["return_p_value"] == pytest.approx(0.5, abs=0.02)  # ties count as "no better"
+    assert figures["win_rate_mean_diff"] == pytest.approx(50.0, abs=1.5)
+
+
+def test_better_strategy_has_small_p_values_and_plain_json() -> None:
+    rng = np.random.default_rng(3)
+    real = fake_trades(rng, 80, 0.8)
+    result = random_test(real, bars=1000, run_random=FakeRandomRunner(40, -0.2), runs=5, iterations=500, seed=5)
+    assert result.kind == "random"
+    assert result.summary["return_p_value"] < 0.05
+    assert result.summary["return_z_score"] > 1.5
+    assert set(result.summary) == {
+        f"{m}_{s}" for m in ("return", "drawdown", "return_dd", "win_rate") for s in ("p_value", "z_score")
+    }
+    json.dumps(result.to_json(), allow_nan=False)
+
+
+def test_same_seed_same_result() -> None:
+    first = random_test(REAL, bars=100, run_random=FakeRandomRunner(), runs=3, iterations=200, seed=17)
+    again = random_test(REAL, bars=100, run_random=FakeRandomRunner(), runs=3, iterations=200, seed=17)
+    other = random_test(REAL, bars=100, run_random=FakeRandomRunner(), runs=3, iterations=200, seed=18)
+    assert first == again
+    assert first != other
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"iterations": 0}, "iterations"), ({"runs": 0}, "runs"), ({"bars": 0}, "bars"), ({"seed": -2}, "seed")],
+)
+def test_validation_errors_name_the_field(kwargs: dict, field: str) -> None:
+    arguments = {"bars": 100, "run_random": FakeRandomRunner(), "runs": 2, "iterations": 10, "seed": 1, **kwargs}
+    with pytest.raises(RobustnessInputError, match=rf"^{field}: "):
+        random_test(REAL, **arguments)
+
+
+def test_no_trades_real_or_random_is_rejected() -> None:
+    empty = {key: [] for key in REAL}
+    with pytest.raises(RobustnessInputError, match=r"^trades: "):
+        random_test(empty, bars=100, run_random=FakeRandomRunner(), seed=1)
+    with pytest.raises(RobustnessInputError, match=r"^runs: "):
+        random_test(REAL, bars=100, run_random=FakeRandomRunner(trades_per_run=0), runs=2, iterations=5, seed=1)
