@@ -67,11 +67,22 @@ class Instrument(_Strict):
     tick_size: float = Field(0.01, gt=0)
     tick_value: float = Field(0.01, gt=0, description="Money value of one tick for one lot, quote currency.")
     quote_currency: str = Field("USD", min_length=3, max_length=3)
+    #: Overrides the category's commission (same >= 1 / < 1 rule), money in the quote currency.
+    commission: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _lots_ordered(self) -> Instrument:
         if self.min_lot > self.max_lot:
             raise ValueError(f"min_lot ({self.min_lot}) is greater than max_lot ({self.max_lot})")
+        return self
+
+    @model_validator(mode="after")
+    def _one_unit_moves_one_money_unit(self) -> Instrument:
+        # backtesting.py books P&L as units × price change, so one unit must be worth one quote-currency
+        # unit per 1.0 of price; otherwise every P&L, margin and risk-based size would be off by the ratio.
+        expected = self.tick_size * self.contract_size
+        if abs(self.tick_value - expected) > 1e-9 * max(1.0, expected):
+            raise ValueError(f"tick_value ({self.tick_value}) must equal tick_size × contract_size ({expected:g})")
         return self
 
 

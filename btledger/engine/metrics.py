@@ -1,0 +1,272 @@
+"""Every metric of a backtest, computed in this one module from its trades and its bar-level equity.
+
+The formulas are the seed's (inventory §2), with its inconsistencies removed. Decisions:
+
+Trades (`trade_table`, columns TRADE_COLUMNS):
+
+- `pnl` is gross (price change × size), `commission` is entry plus exit, `net_pnl = pnl − commission`.
+  (backtesting.py 0.6.6's own `PnL` column is already net of commission.)
+- `return_pct = net_pnl / equity before the trade × 100`, where the equity before the trade is the
+  account equity at the close of the bar before the entry bar: the equity the strategy sized the
+  trade from. For trades that do not overlap this equals the seed's "previous trade's exit equity"
+  (initial cash for the first), without the seed's dependence on trade order.
+- `duration_days` is fractional days (exit − entry time), not the seed's floor, so intraday trades
+  keep their duration. `equity_at_exit` is the account equity at the close of the exit bar.
+
+One definition of a winning trade everywhere: `net_pnl > 0` (net of commissions); every other trade,
+including an exact zero, is a loser. Win rate, Kelly, the p-value, the winning/losing segments, profit
+factor and streaks all use it. Long means `size > 0`, short `size < 0`.
+
+Metrics (`backtest_metrics`, keys METRIC_COLUMNS); "None" is stored where the value is undefined:
+
+- `return_pct` = (last equity − first equity) / first equity × 100.
+- `drawdown_pct` = max over bars of (1 − equity / running peak) × 100, a positive number.
+- `return_dd` = return_pct / drawdown_pct; None when the drawdown is 0 (the seed stored ±inf or 0).
+- `trades`, `duration_days` (days from first to last bar, whole days), `exposure_time` (percent of
+  bars from some trade's entry bar to its exit bar inclusive, as backtesting.py).
+- `win_rate` = winners / trades × 100; None without trades.
+- `kelly_criterion` = W − (1 − W) × mean loss / mean win (W the win fraction, means of |net_pnl|);
+  1.0 when every trade wins (the second term vanishes); None without trades or without a winner.
+- `winrate_p_value` = P(X ≥ winners), X ~ Binomial(trades, 0.5) (one-sided: no better than a coin);
+  1.0 without trades.
+- `sharpe_ratio` = (annualised return − risk-free rate) / annualised volatility, both as backtesting.py
+  0.6.6 computes them from the equity resampled to days (weeks, months for such bars; 252 periods a year,
+  365 with weekend bars, 52 weekly, 12 monthly; geometric mean return). backtesting.py's `run` fixes the
+  rate at 0; here the configured rate is applied. None when the volatility is 0 or undefined.
+- `stability_ratio` = R² of an ordinary least-squares line through the equity against the bar index
+  (direction-agnostic, as in the seed); None when the equity is constant.
+- `jarque_bera_stat`, `jarque_bera_p_value`, `skew` (biased), `kurtosis` (biased, excess) of the
+  per-trade equity returns: equity at each exit over equity at the previous exit (initial equity before
+  the first), minus 1. One return per trade, the first included (the seed dropped it). None with fewer
+  than 3 returns or when they are all equal.
+- `stability_weighted_rar` = return_pct / (1 + drawdown_pct) × ln(1 + trades) × stability_ratio;
+  0.0 without trades (ln 1 = 0), None when the stability ratio is None otherwise.
+
+Trade performance (`trade_performance`, keys TRADE_PERFORMANCE_COLUMNS): means and sample standard
+deviations (ddof 1) of `return_pct` over all trades, winners, losers, longs, shorts, long and short
+winners and losers, and of `duration_days`; a mean is None for an empty group, a deviation for fewer
+than 2 trades. `long_winrate`/`short_winrate` are percents of winners among longs/shorts, None without
+any. `profit_factor` = Σ net_pnl of winners / |Σ net_pnl of losers| (money-weighted and net, unlike the
+seed's gross price returns); None when there is no losing money (no losers, or losers summing to 0).
+`consecutive_wins`/`consecutive_losses` are the longest runs in exit order (0 without any).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from btledger.engine.result import TRADE_COLUMNS, JsonScalar
+
+
+def _value(x: float) -> float | None:
+    """A finite float, or None for NaN/±inf."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _mean(values: pd.Series) -> float | None:
+    return _value(values.mean()) if len(values) else None
+
+
+def _std(values: pd.Series) -> float | None:
+    return _value(values.std(ddof=1)) if len(values) >= 2 else None
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    longest = current = 0
+    for flag in flags:
+        current = current + 1 if flag else 0
+        longest = max(longest, current)
+    return longest
+
+
+def trade_table(bt_trades: pd.DataFrame, equity: pd.Series) -> pd.DataFrame:
+    """backtesting.py's trade frame (`stats._trades`) as a frame with columns TRADE_COLUMNS.
+
+    `equity` is the bar-level equity curve (`stats._equity_curve.Equity`) of the same run.
+    """
+    curve = equity.to_numpy()
+    entry_bar = bt_trades["EntryBar"].to_numpy()
+    exit_bar = bt_trades["ExitBar"].to_numpy()
+    net = bt_trades["PnL"].to_numpy(dtype="float64")
+    commission = bt_trades["Commission"].to_numpy(dtype="float64")
+    before = curve[np.maximum(entry_bar - 1, 0)]
+    table = pd.DataFrame(
+        {
+            "size": bt_trades["Size"].to_numpy(dtype="float64"),
+            "entry_bar": entry_bar,
+            "exit_bar": exit_bar,
+            "entry_price": bt_trades["EntryPrice"].to_numpy(dtype="float64"),
+            "exit_price": bt_trades["ExitPrice"].to_numpy(dtype="float64"),
+            "sl": bt_trades["SL"].to_numpy(dtype="float64"),
+            "tp": bt_trades["TP"].to_numpy(dtype="float64"),
+            "pnl": net + commission,
+            "commission": commission,
+            "net_pnl": net,
+            "return_pct": net / before * 100,
+            "entry_time": bt_trades["EntryTime"].to_numpy(),
+            "exit_time": bt_trades["ExitTime"].to_numpy(),
+            "duration_days": (bt_trades["ExitTime"] - bt_trades["EntryTime"]).dt.total_seconds().to_numpy() / 86400,
+            "equity_at_exit": curve[exit_bar],
+            "tag": bt_trades["Tag"].to_numpy(),
+        }
+    )
+    return table[list(TRADE_COLUMNS)]
+
+
+def _annual_periods(index: pd.DatetimeIndex) -> tuple[str, int]:
+    # backtesting.py 0.6.6's choice of resampling frequency and periods per year (_stats.compute_stats).
+    period = pd.Series(index[-100:]).diff().dropna().median()
+    days = period.days if isinstance(period, pd.Timedelta) else 0
+    weekends = index.dayofweek.to_series().between(5, 6).mean() > 2 / 7 * 0.6
+    periods = {7: 52, 31: 12, 365: 1}.get(days, 365 if weekends else 252)
+    return {7: "W", 31: "ME", 365: "YE"}.get(days, "D"), periods
+
+
+def sharpe_ratio(equity: pd.Series, risk_free_rate: float) -> float | None:
+    """Annualised Sharpe ratio of a bar-level equity curve with a DatetimeIndex (see module docstring)."""
+    frequency, periods = _annual_periods(pd.DatetimeIndex(equity.index))
+    returns = equity.resample(frequency).last().dropna().pct_change().dropna().to_numpy()
+    if len(returns) < 2:
+        return None
+    growth = 1 + returns
+    mean = math.exp(np.log(growth).mean()) - 1 if np.all(growth > 0) else 0.0
+    annual_return = (1 + mean) ** periods - 1
+    variance = (returns.var(ddof=1) + (1 + mean) ** 2) ** periods - (1 + mean) ** (2 * periods)
+    volatility = math.sqrt(variance) if variance > 0 else 0.0
+    return _value((annual_return - risk_free_rate) / volatility) if volatility > 0 else None
+
+
+def _r_squared(values: np.ndarray) -> float | None:
+    if len(values) < 2 or np.ptp(values) == 0:
+        return None
+    r = np.corrcoef(np.arange(len(values), dtype="float64"), values)[0, 1]
+    return _value(r * r)
+
+
+def _distribution(returns: np.ndarray) -> dict[str, float | None]:
+    if len(returns) < 3 or np.ptp(returns) == 0:
+        return dict.fromkeys(("jarque_bera_stat", "jarque_bera_p_value", "skew", "kurtosis"))
+    jb = stats.jarque_bera(returns)
+    return {
+        "jarque_bera_stat": _value(jb.statistic),
+        "jarque_bera_p_value": _value(jb.pvalue),
+        "skew": _value(stats.skew(returns)),
+        "kurtosis": _value(stats.kurtosis(returns, fisher=True)),
+    }
+
+
+def backtest_metrics(trades: pd.DataFrame, equity: pd.Series, risk_free_rate: float) -> dict[str, JsonScalar]:
+    """The METRIC_COLUMNS of a run from its `trade_table` and bar-level equity (DatetimeIndex)."""
+    curve = equity.to_numpy(dtype="float64")
+    n = len(trades)
+    net = trades["net_pnl"].to_numpy()
+    won = net > 0
+    wins = int(won.sum())
+
+    return_pct = (curve[-1] - curve[0]) / curve[0] * 100
+    drawdown_pct = float(np.max(1 - curve / np.maximum.accumulate(curve))) * 100
+    stability = _r_squared(curve)
+
+    in_market = np.zeros(len(curve) + 1)
+    np.add.at(in_market, trades["entry_bar"].to_numpy(), 1)
+    np.add.at(in_market, trades["exit_bar"].to_numpy() + 1, -1)
+    exposure = float((np.cumsum(in_market[:-1]) > 0).mean()) * 100
+
+    if n == 0 or wins == 0:
+        kelly = None
+    elif wins == n:
+        kelly = 1.0
+    else:
+        win_fraction = wins / n
+        kelly = _value(win_fraction - (1 - win_fraction) * -net[~won].mean() / net[won].mean())
+
+    exits = trades["equity_at_exit"].to_numpy(dtype="float64")
+    per_trade = exits / np.concatenate(([curve[0]], exits[:-1])) - 1
+
+    if n == 0:
+        weighted = 0.0
+    elif stability is None:
+        weighted = None
+    else:
+        weighted = _value(return_pct / (1 + drawdown_pct) * math.log(1 + n) * stability)
+
+    index = pd.DatetimeIndex(equity.index)
+    return {
+        "stability_ratio": stability,
+        "trades": n,
+        "return_pct": _value(return_pct),
+        "drawdown_pct": drawdown_pct,
+        "return_dd": _value(return_pct / drawdown_pct) if drawdown_pct > 0 else None,
+        "win_rate": wins / n * 100 if n else None,
+        "duration_days": int((index[-1] - index[0]).days),
+        "exposure_time": exposure,
+        "kelly_criterion": kelly,
+        "winrate_p_value": float(stats.binom.sf(wins - 1, n, 0.5)) if n else 1.0,
+        "sharpe_ratio": sharpe_ratio(equity, risk_free_rate),
+        **_distribution(per_trade),
+        "stability_weighted_rar": weighted,
+    }
+
+
+def trade_performance(trades: pd.DataFrame) -> dict[str, JsonScalar]:
+    """The TRADE_PERFORMANCE_COLUMNS of a run from its `trade_table`."""
+    returns = trades["return_pct"]
+    won = trades["net_pnl"] > 0
+    long = trades["size"] > 0
+    short = ~long
+    net = trades["net_pnl"]
+    losses = -net[~won].sum()
+
+    def rate(group: pd.Series) -> float | None:
+        return float((won & group).sum() / group.sum() * 100) if group.any() else None
+
+    def pair(prefix: str, mask: pd.Series) -> dict[str, float | None]:
+        return {f"{prefix}_mean_return_pct": _mean(returns[mask]), f"{prefix}_std_return_pct": _std(returns[mask])}
+
+    summary: dict[str, JsonScalar] = {
+        "mean_return_pct": _mean(returns),
+        "std_return_pct": _std(returns),
+        "mean_trade_duration": _mean(trades["duration_days"]),
+        "std_trade_duration": _std(trades["duration_days"]),
+        "mean_winning_return_pct": _mean(returns[won]),
+        "std_winning_return_pct": _std(returns[won]),
+        "mean_losing_return_pct": _mean(returns[~won]),
+        "std_losing_return_pct": _std(returns[~won]),
+        "long_winrate": rate(long),
+        **pair("long", long),
+        **pair("win_long", won & long),
+        **pair("lose_long", ~won & long),
+        "short_winrate": rate(short),
+        **pair("short", short),
+        **pair("win_short", won & short),
+        **pair("lose_short", ~won & short),
+        "profit_factor": _value(net[won].sum() / losses) if losses > 0 else None,
+        "win_rate": float(won.mean() * 100) if len(trades) else None,
+        "consecutive_wins": _longest_run(won.to_numpy()),
+        "consecutive_losses": _longest_run(~won.to_numpy()),
+        "long_count": int(long.sum()),
+        "short_count": int(short.sum()),
+    }
+    return summary
+
+
+def trades_json(trades: pd.DataFrame) -> dict[str, list[JsonScalar]]:
+    """A `trade_table` column-wise in plain JSON: floats (None for a missing SL/TP), bar numbers as ints,
+    times as ISO-8601 UTC strings, tags as str or None."""
+    columns: dict[str, list[JsonScalar]] = {}
+    for name in TRADE_COLUMNS:
+        values = trades[name].tolist()
+        if name in ("entry_time", "exit_time"):
+            columns[name] = [pd.Timestamp(v).tz_convert("UTC").isoformat() for v in values]
+        elif name in ("entry_bar", "exit_bar"):
+            columns[name] = [int(v) for v in values]
+        elif name == "tag":
+            columns[name] = [None if pd.isna(v) else str(v) for v in values]
+        else:
+            columns[name] = [_value(v) for v in values]
+    return columns

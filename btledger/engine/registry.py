@@ -1,0 +1,138 @@
+"""The strategy registry: strategies by name, never imported from a path a request supplies.
+
+Two origins, read once per process:
+
+- every module of the `btledger.strategies` package: each public `backtesting.Strategy` subclass
+  defined there (not merely imported) is registered under its class name;
+- installed packages declaring the entry-point group `btledger.strategies`
+  (`MyStrategy = "my_package.module:MyStrategy"`), registered under the entry point's name.
+
+A strategy's parameters are its public class attributes holding a bool, int, float or str (besides
+those of `RiskSizedStrategy`, which the engine sets); a run's `params` override them by name. Its
+fingerprint is the SHA-256 of the source of the module defining it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from types import MappingProxyType
+from typing import Any
+
+from backtesting import Strategy
+
+import btledger.strategies
+from btledger.engine.errors import SpecError
+from btledger.engine.result import JsonScalar
+from btledger.engine.sizing import RiskSizedStrategy
+
+ENTRY_POINT_GROUP = "btledger.strategies"
+_PARAM_TYPES = (bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    """One registered strategy: its class, default parameters, source fingerprint and origin."""
+
+    name: str
+    cls: type[Strategy]
+    params: MappingProxyType[str, JsonScalar]
+    fingerprint: str
+    origin: str
+
+    def resolve_params(self, overrides: dict[str, JsonScalar]) -> dict[str, JsonScalar]:
+        """Default parameters updated by `overrides`, each checked against its default's type.
+
+        Raises `SpecError` (field `params`) naming an unknown parameter or a value of the wrong type.
+        An int is accepted for a float parameter, and an integral float for an int one.
+        """
+        resolved = dict(self.params)
+        for key, value in overrides.items():
+            if key not in self.params:
+                known = ", ".join(sorted(self.params)) or "none"
+                raise SpecError("params", f"unknown parameter {key!r} for {self.name} (known: {known})")
+            resolved[key] = _coerce(self.name, key, value, self.params[key])
+        return resolved
+
+
+def _coerce(strategy: str, key: str, value: Any, default: JsonScalar) -> JsonScalar:
+    kind = type(default)
+    if isinstance(value, bool) or kind is bool:
+        ok = type(value) is kind
+    elif kind is float:
+        ok = isinstance(value, int | float)
+        value = float(value) if ok else value
+    elif kind is int:
+        ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        value = int(value) if ok else value
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise SpecError("params", f"{strategy}.{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _params_of(cls: type[Strategy]) -> MappingProxyType[str, JsonScalar]:
+    engine_owned = set(dir(RiskSizedStrategy))
+    params = {
+        name: getattr(cls, name)
+        for name in dir(cls)
+        if not name.startswith("_") and name not in engine_owned and isinstance(getattr(cls, name), _PARAM_TYPES)
+    }
+    return MappingProxyType(params)
+
+
+def _entry(name: str, cls: type[Strategy], origin: str) -> StrategyEntry:
+    source = inspect.getsource(inspect.getmodule(cls) or cls)
+    return StrategyEntry(
+        name=name,
+        cls=cls,
+        params=_params_of(cls),
+        fingerprint=hashlib.sha256(source.encode("utf-8")).hexdigest(),
+        origin=origin,
+    )
+
+
+@cache
+def registry() -> MappingProxyType[str, StrategyEntry]:
+    """Every registered strategy by name (built once per process).
+
+    Raises `ValueError` when two strategies claim one name or an entry point is not a Strategy class.
+    """
+    found: dict[str, StrategyEntry] = {}
+
+    def add(entry: StrategyEntry) -> None:
+        if entry.name in found:
+            raise ValueError(f"strategy {entry.name!r} is defined twice: {found[entry.name].origin} and {entry.origin}")
+        found[entry.name] = entry
+
+    package = btledger.strategies
+    for module_info in pkgutil.iter_modules(package.__path__, prefix=f"{package.__name__}."):
+        module = importlib.import_module(module_info.name)
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Strategy) and cls.__module__ == module.__name__ and not name.startswith("_"):
+                add(_entry(name, cls, module.__name__))
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        cls = point.load()
+        if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
+            raise ValueError(f"entry point {point.name} = {point.value} is not a backtesting.Strategy subclass")
+        add(_entry(point.name, cls, f"entry point {point.value}"))
+    return MappingProxyType(found)
+
+
+def strategy_names() -> list[str]:
+    """Registered strategy names, sorted."""
+    return sorted(registry())
+
+
+def get_strategy(name: str) -> StrategyEntry:
+    """The strategy registered as `name`; `SpecError` (field `strategy`) listing known names if none."""
+    try:
+        return registry()[name]
+    except KeyError:
+        raise SpecError("strategy", f"unknown strategy {name!r} (known: {', '.join(strategy_names())})") from None

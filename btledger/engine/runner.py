@@ -1,0 +1,91 @@
+"""Run one backtest: a `RunSpec` in, a plain-JSON `BacktestOutcome` out.
+
+The strategy comes from the registry, the bars from the configured data source, costs and lot limits
+from the instruments config (or the terminal, with `metatrader5`). The run uses backtesting.py's
+`Backtest`, or `FractionalBacktest` for instruments traded in fractions of a unit, with margin =
+1 / leverage, the category commission, the relative spread, `finalize_trades=True` (trades still open
+at the end are closed on the last bar and counted) and no other option changed. Metrics come from
+`btledger.engine.metrics`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
+
+from backtesting import Backtest
+from backtesting.lib import FractionalBacktest
+
+from btledger.config import Settings, load_instruments, load_settings
+from btledger.engine.costs import costs_for
+from btledger.engine.data import load_frame, load_instrument
+from btledger.engine.errors import SpecError
+from btledger.engine.metrics import backtest_metrics, trade_performance, trade_table, trades_json
+from btledger.engine.registry import get_strategy
+from btledger.engine.result import BacktestOutcome, RunSpec
+from btledger.engine.sizing import RiskSizedStrategy
+
+
+@cache
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that decide a result."""
+    return {name: version(name) for name in ("backtesting", "pandas", "numpy", "scipy", "btledger")}
+
+
+def run_backtest(spec: RunSpec, *, settings: Settings | None = None, plot_path: Path | None = None) -> BacktestOutcome:
+    """Run `spec` and return its outcome; with `plot_path`, also write backtesting.py's HTML plot there.
+
+    Raises `SpecError` (a `ValueError` whose message starts with the field name, e.g.
+    `"risk: must be in (0, 100], got 150"`) for an unknown strategy, ticker or timeframe, a strategy
+    parameter it does not have, `date_from >= date_to`, risk outside (0, 100], cash <= 0, or no data.
+    """
+    started = time.perf_counter()
+    settings = settings or load_settings()
+    strategy = get_strategy(spec.strategy)
+    params = strategy.resolve_params(spec.params)
+    if not 0 < spec.risk <= 100:
+        raise SpecError("risk", f"must be in (0, 100], got {spec.risk:g}")
+    if not (math.isfinite(spec.initial_cash) and spec.initial_cash > 0):
+        raise SpecError("initial_cash", f"must be > 0, got {spec.initial_cash:g}")
+    instrument = load_instrument(spec.ticker, settings)
+    costs = costs_for(spec.ticker, instrument, load_instruments(), settings.account_currency)
+    frame = load_frame(spec.ticker, spec.timeframe, spec.date_from, spec.date_to, settings)
+
+    options = {
+        "cash": spec.initial_cash,
+        "spread": costs.spread,
+        "commission": costs.commission,
+        "margin": costs.margin,
+        "finalize_trades": True,
+    }
+    fractional_unit = costs.lots.fractional_unit
+    if fractional_unit < 1:
+        backtest: Backtest = FractionalBacktest(frame.ohlcv, strategy.cls, fractional_unit=fractional_unit, **options)
+    else:
+        backtest = Backtest(frame.ohlcv, strategy.cls, **options)
+    if issubclass(strategy.cls, RiskSizedStrategy):
+        params |= {"risk": spec.risk, "lots": costs.lots}
+    stats = backtest.run(**params)
+
+    equity = stats["_equity_curve"]["Equity"]
+    trades = trade_table(stats["_trades"], equity)
+    if plot_path is not None:
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
+        backtest.plot(results=stats, filename=str(plot_path), open_browser=False)
+    return BacktestOutcome(
+        metrics=backtest_metrics(trades, equity, settings.risk_free_rate),
+        trade_performance=trade_performance(trades),
+        trades=trades_json(trades),
+        data_source=frame.source,
+        data_fingerprint=frame.fingerprint,
+        bars=frame.bars,
+        strategy_fingerprint=strategy.fingerprint,
+        versions=library_versions(),
+        costs=costs.to_json(),
+        currency=costs.currency,
+        wall_time_s=time.perf_counter() - started,
+        plot_path=str(plot_path) if plot_path is not None else None,
+    )

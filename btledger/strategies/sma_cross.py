@@ -1,0 +1,41 @@
+"""SMA crossover with an ATR stop and a take-profit, as in the seed's `trend_following.SmaCross`."""
+
+from __future__ import annotations
+
+from backtesting.lib import crossover
+
+from btledger.engine.sizing import RiskSizedStrategy
+from btledger.strategies.indicators import atr, sma
+
+
+class SmaCross(RiskSizedStrategy):
+    """Long when the fast SMA crosses above the slow one, short on the cross below; an opposite cross
+    closes the position. Stop `sl_atr` ATRs away, take-profit `tp_ratio` times the stop distance."""
+
+    n_fast: int = 12
+    n_slow: int = 50
+    atr_period: int = 14
+    sl_atr: float = 2.0
+    tp_ratio: float = 1.5
+
+    def init(self) -> None:
+        close = self.data.Close
+        self.fast = self.I(sma, close, self.n_fast)
+        self.slow = self.I(sma, close, self.n_slow)
+        self.atr = self.I(atr, self.data.High, self.data.Low, close, self.atr_period, overlay=False)
+
+    def next(self) -> None:
+        if crossover(self.fast, self.slow):
+            self._enter(1)
+        elif crossover(self.slow, self.fast):
+            self._enter(-1)
+
+    def _enter(self, direction: int) -> None:
+        self.position.close()
+        price = self.data.Close[-1]
+        stop = price - direction * self.sl_atr * self.atr[-1]
+        size = self.size_for_stop(price, stop)
+        if size:
+            target = price + direction * self.tp_ratio * abs(price - stop)
+            order = self.buy if direction > 0 else self.sell
+            order(size=size, sl=stop, tp=target)
