@@ -10,8 +10,8 @@ how it is drawn here (one integer per step).
 Two ways to draw a return from the chosen bucket (`method`):
 
 - ``"bootstrap"`` (default): one of the bucket's actual returns, uniformly. Combined with the bucket
-  pick this is exactly the uniformly drawn trade's own return. No distributional
-  assumption, and a one-trade bucket simply repeats its trade.
+  pick this is exactly the uniformly drawn trade's own return. No distributional assumption, no
+  impossible draws (a winner never turns into a loser), and a one-trade bucket simply repeats its trade.
 - ``"normal"``: the seed's Normal(bucket mean, bucket std, ddof 1), with std 0 for a one-trade bucket.
 
 Per path: final return % = (equity_end / initial − 1) × 100; max drawdown % = largest fall from a running
