@@ -92,6 +92,7 @@ def test_removing_every_trade_leaves_the_initial_cash() -> None:
     s = result.summary
     assert s["trades"] == 0.0
     assert (s["return_pct"], s["drawdown_pct"], s["return_dd"], s["win_rate"]) == (0.0, 0.0, None, None)
+    assert (s["stability_ratio"], s["stability_weighted_rar"]) == (None, 0.0)
     assert result.metrics["final_equity"] == 100.0
 
 

@@ -98,6 +98,13 @@ def test_single_trade_buckets_produce_no_nan(method: str) -> None:
     assert result.metrics["short_loss_probability"] == 0.25
 
 
+def test_a_loss_beyond_everything_stops_equity_at_zero() -> None:
+    result = montecarlo(trades([-150.0]), paths=10, trades_per_path=3, ruin_threshold_pct=100, seed=0)
+    assert result.summary["return_p50"] == -100.0
+    assert result.summary["drawdown_p95"] == 100.0
+    assert result.summary["risk_of_ruin_pct"] == 100.0
+
+
 def test_summary_statistics_agree_with_pandas_describe() -> None:
     rng = np.random.default_rng(8)
     returns = rng.normal(0.3, 2.0, 40)

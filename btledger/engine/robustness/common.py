@@ -6,6 +6,8 @@ Conventions used by every test:
 - A long trade has ``size > 0``; every other trade is short.
 - Equity curves are kept as *growth factors* (equity / initial cash), so the curve starts at 1.0 and the
   initial cash only scales, never changes, a percentage.
+- A trade return below −100 % is floored at −100 %: an account cannot lose more than everything, so
+  equity stops at 0 instead of turning negative and flipping the sign of later compounding.
 - Drawdown is a positive magnitude in percent, measured from a running peak that starts at the initial
   cash (a curve that only falls from the first trade on still has a drawdown).
 - Results hold plain JSON values: floats, ints, strings, and None wherever a figure is undefined
@@ -129,6 +131,11 @@ def row_blocks(rows: int, row_length: int) -> Iterator[int]:
     per_block = max(1, BLOCK_ELEMENTS // max(1, row_length))
     for start in range(0, rows, per_block):
         yield min(per_block, rows - start)
+
+
+def growth_factors(returns_pct: np.ndarray) -> np.ndarray:
+    """Per-trade equity multipliers 1 + r / 100, floored at 0 (see the module docstring)."""
+    return np.maximum(1.0 + returns_pct / 100.0, 0.0)
 
 
 def curve_stats(growth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

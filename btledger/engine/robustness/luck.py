@@ -12,7 +12,7 @@ Algorithm:
    starting at the initial cash); return/drawdown (None at zero drawdown); stability ratio = R² of a
    least-squares line through the curve's points (initial cash at index 0, then one point per trade;
    None when the curve is flat or has a single point); stability-weighted RAR = (return / (1 +
-   drawdown)) × ln(1 + trades remaining) × stability; win rate = % of remaining trades with
+   drawdown)) × ln(1 + trades remaining) × stability (0 when no trade remains); win rate = % of remaining trades with
    net_pnl > 0; final equity in account currency. The same figures over all trades are reported as
    `baseline_*` for comparison.
 5. Removed trades are reported by trade number (1-based row of the trades as given) as metrics
@@ -49,6 +49,7 @@ from btledger.engine.robustness.common import (
     column,
     curve_stats,
     finite_float,
+    growth_factors,
     json_float,
     require_trades,
     trade_columns,
@@ -79,11 +80,16 @@ def curve_metrics(
     """Return, drawdown, return/drawdown, stability, stability-weighted RAR, win rate and final equity of
     compounding `returns_pct` (in exit order) from the initial cash, keyed `<prefix><name>`."""
     n = returns_pct.size
-    growth = np.concatenate(([1.0], np.cumprod(1.0 + returns_pct / 100.0)))
+    growth = np.concatenate(([1.0], np.cumprod(growth_factors(returns_pct))))
     final, drawdown = curve_stats(growth)
     return_pct, drawdown_pct = float(final), float(drawdown)
     stability = stability_ratio(growth)
-    weighted = None if stability is None else json_float(return_pct / (1.0 + drawdown_pct) * math.log1p(n) * stability)
+    if n == 0:
+        weighted: float | None = 0.0  # no trades, no return: as the engine's backtest metric
+    elif stability is None:
+        weighted = None
+    else:
+        weighted = json_float(return_pct / (1.0 + drawdown_pct) * math.log1p(n) * stability)
     return {
         f"{prefix}return_pct": json_float(return_pct),
         f"{prefix}drawdown_pct": json_float(drawdown_pct),
@@ -109,8 +115,9 @@ def luck_test(trades: BacktestOutcome | Trades, *, initial_cash: float, percent:
     net_pnl = column(columns, "net_pnl")
     n = returns_pct.size
     require_trades(n)
-    if net_pnl.size != n:
-        raise RobustnessInputError("trades", "columns return_pct and net_pnl differ in length")
+    exit_order = np.argsort(column(columns, "exit_bar"), kind="stable") if "exit_bar" in columns else np.arange(n)
+    if not net_pnl.size == exit_order.size == n:
+        raise RobustnessInputError("trades", "columns return_pct, net_pnl and exit_bar differ in length")
 
     k = trades_to_remove(percent, n)
     ranked = np.argsort(-returns_pct, kind="stable")
@@ -118,7 +125,6 @@ def luck_test(trades: BacktestOutcome | Trades, *, initial_cash: float, percent:
     keep = np.ones(n, dtype=bool)
     keep[top] = False
     keep[bottom] = False
-    exit_order = np.argsort(column(columns, "exit_bar"), kind="stable") if "exit_bar" in columns else np.arange(n)
     remaining = exit_order[keep[exit_order]]
 
     metrics = curve_metrics(returns_pct[remaining], net_pnl[remaining], initial_cash, "")

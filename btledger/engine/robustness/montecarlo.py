@@ -56,6 +56,7 @@ from btledger.engine.robustness.common import (
     curve_stats,
     describe,
     finite_float,
+    growth_factors,
     json_float,
     positive_int,
     require_trades,
@@ -97,7 +98,7 @@ def simulate_paths(
 ) -> MonteCarloPaths:
     """Simulate `paths` equity paths of `trades_per_path` steps each (inputs assumed validated)."""
     n = returns_pct.size
-    factors = np.maximum(1.0 + returns_pct / 100.0, 0.0)  # fix 4: a step loses at most everything
+    factors = growth_factors(returns_pct)  # fix 4: a step loses at most everything
     if method == "normal":
         # Each trade carries its bucket's Normal parameters; fix 1: std stays 0 for a one-trade bucket.
         trade_mean = np.zeros(n)
@@ -119,7 +120,7 @@ def simulate_paths(
             growth = factors[picked]
         else:
             step_pct = trade_mean[picked] + trade_std[picked] * rng.standard_normal(shape)
-            growth = np.maximum(1.0 + step_pct / 100.0, 0.0)
+            growth = growth_factors(step_pct)
         np.cumprod(growth, axis=1, out=growth)
         ruined.append(growth.min(axis=1) <= ruin_level)
         final, drawdown = curve_stats(growth)

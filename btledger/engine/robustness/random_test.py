@@ -58,6 +58,7 @@ from btledger.engine.robustness.common import (
     Trades,
     column,
     curve_stats,
+    growth_factors,
     json_float,
     positive_int,
     require_trades,
@@ -118,7 +119,7 @@ def _sample_metrics(
     returns_pct: np.ndarray, wins: np.ndarray, picked: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return %, drawdown %, return/drawdown (NaN at zero drawdown) and win rate % per resampled row."""
-    growth = np.cumprod(1.0 + returns_pct[picked] / 100.0, axis=1)
+    growth = np.cumprod(growth_factors(returns_pct)[picked], axis=1)
     return_pct, drawdown_pct = curve_stats(growth)
     with np.errstate(divide="ignore", invalid="ignore"):
         return_dd = np.where(drawdown_pct > 0, return_pct / drawdown_pct, np.nan)
@@ -138,6 +139,8 @@ def bootstrap_compare(
     """Bootstrap comparison of real against random trades; see the module docstring for the figures."""
     iterations = positive_int("iterations", iterations)
     n_real, n_random = real_returns_pct.size, random_returns_pct.size
+    require_trades(n_real)
+    require_trades(n_random)
     real_wins, random_wins = real_net_pnl > 0, random_net_pnl > 0
     real_parts: list[tuple[np.ndarray, ...]] = []
     random_parts: list[tuple[np.ndarray, ...]] = []
