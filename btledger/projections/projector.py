@@ -1,0 +1,415 @@
+"""Turning a batch of ledger events into read-model rows, and the thread that keeps projecting.
+
+`project_batch` applies events in order to the state of the backtests they touch (loaded from the
+read model at the start of the batch), then writes every table set-wise: one Arrow table per
+target table, `INSERT … BY NAME SELECT * FROM <arrow>`, and set-based DELETE/UPDATE keyed by id
+lists. It runs inside the caller's transaction; the caller also advances the tracking position
+there (see `ReadModel.catch_up`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
+from btledger.projections import schema as s
+from btledger.projections.events import LedgerEvent
+
+if TYPE_CHECKING:
+    from btledger.domain.ledger import Ledger
+    from btledger.projections.readmodel import ReadModel
+
+log = logging.getLogger(__name__)
+
+_ARROW_TYPES = {
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),
+    # Numbers travel as float64 and DuckDB casts on insert: engines emit 10.0 for a count.
+    "DOUBLE": pa.float64(),
+    "BIGINT": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+}
+_json = msgspec.json.Encoder(enc_hook=str)
+
+
+def to_json(value: Any) -> str:
+    """Readable JSON of an event field (dates as ISO strings; anything unknown as its str())."""
+    return _json.encode(value).decode()
+
+
+def arrow_table(table: s.Table, columns: dict[str, list[Any]], text: Iterable[str] = ()) -> pa.Table:
+    """An Arrow table with `table`'s columns; columns named in `text` stay strings for DuckDB to cast."""
+    as_text = set(text)
+    return pa.table(
+        {
+            name: pa.array(columns[name], pa.string() if name in as_text else _ARROW_TYPES[type_.split()[0]])
+            for name, type_ in table.columns
+            if name in columns
+        }
+    )
+
+
+def _rows_to_columns(table: s.Table, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {name: [row.get(name) for row in rows] for name in table.column_names}
+
+
+def _finite(value: Any) -> Any:
+    """Metrics with no defined value are NULL: NaN and ±inf never reach a ranking (seed bug 7)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class _Backtest:
+    """What the projector knows of one backtest while it applies a batch."""
+
+    key: dict[str, Any]  # a backtest_keys row
+    current: dict[str, Any] | None  # the current result as a backtests row (kept while deleted)
+    live_at_start: bool
+    new_result: LedgerEvent | None = None
+    tests: list[LedgerEvent] = field(default_factory=list)  # recorded after the batch's last result
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    closes_open_version: bool = False
+
+    @property
+    def live(self) -> bool:
+        return self.current is not None and not self.key["deleted"]
+
+    @property
+    def status(self) -> str:
+        if self.key["deleted"]:
+            return "deleted"
+        if self.current is not None:
+            return "recorded"
+        return "failed" if self.key["last_error"] is not None else "pending"
+
+    def new_version(self, event: LedgerEvent) -> None:
+        """A state change of the result: close the previous version, open one from `event`."""
+        assert self.current is not None
+        self.current = {**self.current, "favorite": self.key["favorite"], "version": event.version}
+        if self.versions:
+            self.versions[-1]["valid_to"] = event.recorded_at
+        else:
+            self.closes_open_version = True
+        self.versions.append({**self.current, "valid_from": event.recorded_at, "valid_to": None, "live": self.live})
+
+
+class _Batch:
+    """The effect of one batch of events on the read model, computed in memory then written."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, schema: str, events: Sequence[LedgerEvent]) -> None:
+        self.cur, self.schema, self.events = cur, schema, events
+        self.backtests: dict[str, _Backtest] = self._load({e.backtest_id for e in events})
+        self.ledger_rows: list[dict[str, Any]] = []
+
+    def _select(self, sql: str, ids: list[str]) -> list[dict[str, Any]]:
+        self.cur.execute(sql.format(s=self.schema), [ids])
+        names = [d[0] for d in self.cur.description]
+        return [dict(zip(names, row, strict=True)) for row in self.cur.fetchall()]
+
+    def _load(self, ids: set[str]) -> dict[str, _Backtest]:
+        wanted = sorted(ids)
+        keys = self._select("SELECT * FROM {s}.backtest_keys WHERE id IN (SELECT unnest(?))", wanted)
+        current = {
+            row["id"]: row
+            for row in self._select(
+                "SELECT * EXCLUDE (valid_from, valid_to, live) FROM {s}.backtest_versions "
+                "WHERE valid_to IS NULL AND id IN (SELECT unnest(?))",
+                wanted,
+            )
+        }
+        loaded = {}
+        for key in keys:
+            row = current.get(key["id"])
+            loaded[key["id"]] = _Backtest(key, row, live_at_start=row is not None and not key["deleted"])
+        return loaded
+
+    # --- applying events in order ----------------------------------------------------------------
+
+    def apply(self) -> None:
+        for event in self.events:
+            handler = getattr(self, f"_on_{event.event_type}", None)
+            backtest = self.backtests.get(event.backtest_id)
+            if handler is not None and (backtest is not None or event.event_type == "Registered"):
+                handler(event, backtest)
+            elif handler is not None:
+                raise LookupError(f"{event.event_type} for backtest {event.backtest_id}, which was never registered")
+            backtest = self.backtests.get(event.backtest_id)
+            self.ledger_rows.append(
+                {
+                    "position": event.position,
+                    "recorded_at": event.recorded_at,
+                    "event_type": event.event_type,
+                    "backtest_id": event.backtest_id,
+                    "strategy": backtest.key["strategy"] if backtest else event.state.get("strategy"),
+                    "version": event.version,
+                    "payload": to_json(event.state),
+                }
+            )
+
+    def _on_Registered(self, event: LedgerEvent, _: _Backtest | None) -> None:
+        state = event.state
+        key = {name: state[name] for name in s.KEY_NAMES if name != "id"}
+        self.backtests[event.backtest_id] = _Backtest(
+            key={
+                "id": event.backtest_id,
+                **key,
+                "params": to_json(state.get("params") or {}),
+                "registered_at": event.recorded_at,
+                "favorite": False,
+                "deleted": False,
+                "results": 0,
+                "last_error": None,
+            },
+            current=None,
+            live_at_start=False,
+        )
+
+    def _on_ResultRecorded(self, event: LedgerEvent, backtest: _Backtest) -> None:
+        state = event.state
+        metrics = state["metrics"]
+        key = backtest.key
+        backtest.current = {
+            **{name: key[name] for name in s.KEY_NAMES},
+            **{name: _finite(metrics.get(name)) for name in METRIC_COLUMNS},
+            "recorded_at": event.recorded_at,
+            "params": key["params"],
+            **{name: state.get(name) for name in ("currency", "data_source", "data_fingerprint")},
+            **{name: state.get(name) for name in ("strategy_fingerprint", "bars", "plot_path")},
+        }
+        key["results"] += 1
+        key["last_error"] = None
+        backtest.new_result = event
+        backtest.tests = []  # tests of the replaced result no longer apply
+        backtest.new_version(event)
+
+    def _on_RunFailed(self, event: LedgerEvent, backtest: _Backtest) -> None:
+        backtest.key["last_error"] = event.state["error"]
+
+    def _on_FavoriteToggled(self, event: LedgerEvent, backtest: _Backtest) -> None:
+        backtest.key["favorite"] = bool(event.state["favorite"])
+        if backtest.current is not None:
+            backtest.new_version(event)
+
+    def _on_Deleted(self, event: LedgerEvent, backtest: _Backtest) -> None:
+        backtest.key["deleted"] = True
+        if backtest.current is not None:
+            backtest.new_version(event)
+
+    def _on_Restored(self, event: LedgerEvent, backtest: _Backtest) -> None:
+        backtest.key["deleted"] = False
+        if backtest.current is not None:
+            backtest.new_version(event)
+
+    def _on_RobustnessTestRecorded(self, event: LedgerEvent, backtest: _Backtest) -> None:
+        backtest.tests.append(event)
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def _insert(self, table: s.Table, data: pa.Table | dict[str, list[Any]], text: Iterable[str] = ()) -> None:
+        frame = data if isinstance(data, pa.Table) else arrow_table(table, data, text)
+        if frame.num_rows == 0:
+            return
+        self.cur.register("_batch_rows", frame)
+        try:
+            self.cur.execute(f"INSERT INTO {self.schema}.{table.name} BY NAME SELECT * FROM _batch_rows")
+        finally:
+            self.cur.unregister("_batch_rows")
+
+    def _delete(self, table: s.Table, column: str, ids: list[str]) -> None:
+        if ids:
+            self.cur.execute(f"DELETE FROM {self.schema}.{table.name} WHERE {column} IN (SELECT unnest(?))", [ids])
+
+    def _move(self, source: s.Table, target: s.Table, ids: list[str]) -> None:
+        if ids:
+            self.cur.execute(
+                f"INSERT INTO {self.schema}.{target.name} "
+                f"SELECT * FROM {self.schema}.{source.name} WHERE backtest_id IN (SELECT unnest(?))",
+                [ids],
+            )
+            self._delete(source, "backtest_id", ids)
+
+    def write(self) -> None:
+        backtests = self.backtests.values()
+        self._insert(s.LEDGER_EVENTS, _rows_to_columns(s.LEDGER_EVENTS, self.ledger_rows))
+
+        # Every backtest loaded or registered here was touched by an event of the batch.
+        self._delete(s.BACKTEST_KEYS, "id", [b.key["id"] for b in backtests])
+        keys = [{**b.key, "status": b.status} for b in backtests]
+        self._insert(s.BACKTEST_KEYS, _rows_to_columns(s.BACKTEST_KEYS, keys))
+
+        changed = [b for b in backtests if b.versions]
+        closes = [b for b in changed if b.closes_open_version]
+        if closes:
+            frame = pa.table(
+                {
+                    "id": pa.array([b.key["id"] for b in closes], pa.string()),
+                    "valid_to": pa.array([b.versions[0]["valid_from"] for b in closes], _ARROW_TYPES["TIMESTAMPTZ"]),
+                }
+            )
+            self.cur.register("_closes", frame)
+            self.cur.execute(
+                f"UPDATE {self.schema}.backtest_versions AS v SET valid_to = c.valid_to "
+                "FROM _closes AS c WHERE v.id = c.id AND v.valid_to IS NULL"
+            )
+            self.cur.unregister("_closes")
+        versions = [row for b in changed for row in b.versions]
+        self._insert(s.BACKTEST_VERSIONS, _rows_to_columns(s.BACKTEST_VERSIONS, versions))
+        self._delete(s.BACKTESTS, "id", [b.key["id"] for b in changed])
+        live = [b.current for b in changed if b.live and b.current is not None]
+        self._insert(s.BACKTESTS, _rows_to_columns(s.BACKTESTS, live))
+
+        self._write_result_rows(list(backtests))
+
+    def _write_result_rows(self, backtests: list[_Backtest]) -> None:
+        replaced = [b.key["id"] for b in backtests if b.new_result is not None]
+        for table in s.RESULT_ROWS:
+            self._delete(table, "backtest_id", replaced)
+            self._delete(s.ARCHIVES[table.name], "backtest_id", replaced)
+        kept = [b for b in backtests if b.new_result is None and b.live_at_start != b.live]
+        for table in s.RESULT_ROWS:
+            archive = s.ARCHIVES[table.name]
+            self._move(table, archive, [b.key["id"] for b in kept if not b.live])
+            self._move(archive, table, [b.key["id"] for b in kept if b.live])
+        for live in (True, False):
+            group = [b for b in backtests if b.live == live]
+
+            def target(table: s.Table, live: bool = live) -> s.Table:
+                return table if live else s.ARCHIVES[table.name]
+
+            results = [b for b in group if b.new_result is not None]
+            self._insert(target(s.TRADES), _trade_rows(results), text=("entry_time", "exit_time", "tag"))
+            self._insert(target(s.TRADE_PERFORMANCE), _trade_performance_rows(results))
+            tests = [(b, event) for b in group for event in b.tests]
+            self._insert(target(s.ROBUSTNESS_TESTS), _robustness_test_rows(tests))
+            self._insert(target(s.ROBUSTNESS_METRICS), _robustness_metric_rows(tests))
+
+
+def _trade_rows(results: list[_Backtest]) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {name: [] for name in s.TRADES.column_names}
+    for backtest in results:
+        assert backtest.new_result is not None
+        trades = backtest.new_result.state["trades"]
+        count = len(trades[TRADE_COLUMNS[0]]) if trades else 0
+        if any(len(trades.get(name) or ()) != count for name in TRADE_COLUMNS):
+            raise ValueError("trade columns of unequal length")
+        columns["backtest_id"].extend([backtest.key["id"]] * count)
+        columns["trade_no"].extend(range(1, count + 1))
+        for name in TRADE_COLUMNS:
+            columns[name].extend(trades[name])
+    # A tag may be any JSON scalar; the column is text.
+    columns["tag"] = [t if t is None or isinstance(t, str) else str(t) for t in columns["tag"]]
+    return columns
+
+
+def _trade_performance_rows(results: list[_Backtest]) -> dict[str, list[Any]]:
+    rows = []
+    for backtest in results:
+        assert backtest.new_result is not None
+        performance = backtest.new_result.state["trade_performance"] or {}
+        rows.append(
+            {"backtest_id": backtest.key["id"]}
+            | {name: _finite(performance.get(name)) for name in TRADE_PERFORMANCE_COLUMNS}
+        )
+    return _rows_to_columns(s.TRADE_PERFORMANCE, rows)
+
+
+def _robustness_test_rows(tests: list[tuple[_Backtest, LedgerEvent]]) -> dict[str, list[Any]]:
+    rows = [
+        {
+            "test_id": event.state["test_id"],
+            "backtest_id": backtest.key["id"],
+            "kind": event.state["kind"],
+            "seed": event.state["seed"],
+            "parameters": to_json(event.state["parameters"]),
+            "summary": to_json(event.state["summary"]),
+            "recorded_at": event.recorded_at,
+        }
+        for backtest, event in tests
+    ]
+    return _rows_to_columns(s.ROBUSTNESS_TESTS, rows)
+
+
+def _robustness_metric_rows(tests: list[tuple[_Backtest, LedgerEvent]]) -> dict[str, list[Any]]:
+    rows = [
+        {
+            "test_id": event.state["test_id"],
+            "backtest_id": backtest.key["id"],
+            "metric": metric,
+            "value": _finite(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
+        }
+        for backtest, event in tests
+        for metric, value in (event.state["metrics"] or {}).items()
+    ]
+    return _rows_to_columns(s.ROBUSTNESS_METRICS, rows)
+
+
+def project_batch(cur: duckdb.DuckDBPyConnection, schema: str, events: Sequence[LedgerEvent]) -> None:
+    """Apply `events` (in order) to the tables of `schema`, inside the caller's open transaction."""
+    batch = _Batch(cur, schema, events)
+    batch.apply()
+    batch.write()
+
+
+class Projector:
+    """A thread that keeps a read model caught up with a ledger.
+
+    It catches up on start, then waits for `notify()` (called after a command appends events) or a
+    short poll interval, so events appended by other processes are picked up too. Errors reading the
+    store or writing DuckDB are logged and retried with backoff; poison events never stop it (they
+    are parked in `dead_letters`).
+    """
+
+    def __init__(self, readmodel: ReadModel, ledger: Ledger, poll_interval: float = 0.05) -> None:
+        self.readmodel, self.ledger, self.poll_interval = readmodel, ledger, poll_interval
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Projector:
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="btledger-projector", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def notify(self) -> None:
+        """Wake the thread now (a command just appended events)."""
+        self._wake.set()
+
+    def __enter__(self) -> Projector:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        backoff = self.poll_interval
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                self.readmodel.catch_up(self.ledger, stop=self._stopping)
+                backoff = self.poll_interval
+            except Exception:
+                log.exception("projection failed; retrying in %.2f s", backoff)
+                backoff = min(backoff * 2, 5.0)
+            self._wake.wait(backoff)

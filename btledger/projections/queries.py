@@ -1,0 +1,337 @@
+"""Queries over the read model: pure functions of a DuckDB cursor.
+
+Every value a caller supplies is bound as a parameter; identifiers (a sort column) come only from
+whitelists. Results are lists of dicts keyed by the contract's column names, with JSON-friendly
+values (dates and times as ISO-8601 strings, NaN/±inf as None, JSON columns parsed).
+
+Robust ranking — the rule (the seed's intent, made exact):
+1. Runs considered: live results on a timeframe whose `selected` flag is set (for `as_of`: the
+   `backtest_versions` rows live at that instant; `selected` is today's configuration).
+2. A strategy × ticker pair qualifies when the average `return_dd` of its considered runs, over
+   every risk and date range, is strictly greater than 1. NULL ratios (zero-drawdown runs) are left
+   out of the average; a pair with no ratio at all does not qualify. One rule, `> 1`, for the
+   all-strategies and the one-strategy form (the seed used `>=` in the latter).
+3. Its best run: the considered run with the highest `stability_weighted_rar` — among the selected
+   timeframes only (the seed picked from every timeframe, so a pair qualified on its selected
+   timeframes could be represented by a run on another one). Ties: higher `return_dd`, then the
+   smaller `id`; NULLs last. Exactly one row per pair (the seed returned tied runs twice).
+4. Rows come ordered by `stability_weighted_rar` desc, `return_dd` desc, `id` (NULLs last), with
+   the pair's average as `pair_avg_return_dd`.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import duckdb
+import msgspec
+
+from btledger.domain.errors import InvalidInput
+from btledger.engine.result import METRIC_COLUMNS
+from btledger.projections import schema as s
+from btledger.projections.readmodel import transaction
+
+_JSON_COLUMNS = frozenset({"payload", "params", "parameters", "summary"})
+_BACKTEST_COLUMNS = ", ".join(s.BACKTESTS.column_names)
+
+#: Columns a search may sort by: every metric and the key's columns.
+SORTABLE = frozenset(
+    (*METRIC_COLUMNS, "strategy", "ticker", "timeframe", "risk", "date_from", "date_to", "initial_cash", "recorded_at")
+)
+
+
+def jsonable(value: Any) -> Any:
+    """A DuckDB value as a JSON-friendly Python value."""
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def fetch_dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The rows of the last statement on `cur` as JSON-friendly dicts."""
+    names = [column[0] for column in cur.description or ()]
+    return [
+        {
+            name: msgspec.json.decode(value) if name in _JSON_COLUMNS and isinstance(value, str) else jsonable(value)
+            for name, value in zip(names, row, strict=True)
+        }
+        for row in cur.fetchall()
+    ]
+
+
+# --- robust ranking ------------------------------------------------------------------------------
+
+_LIVE_NOW = "SELECT * FROM backtests"
+_LIVE_AS_OF = (
+    "SELECT * FROM backtest_versions WHERE live AND valid_from <= $as_of AND (valid_to IS NULL OR valid_to > $as_of)"
+)
+_ROBUST = f"""
+WITH considered AS (
+    SELECT r.* FROM ({{source}}) AS r
+    JOIN timeframes AS t ON t.name = r.timeframe AND t.selected
+    WHERE $strategy IS NULL OR r.strategy = $strategy
+),
+pairs AS (
+    SELECT strategy, ticker, avg(return_dd) AS pair_avg_return_dd
+    FROM considered GROUP BY strategy, ticker
+    HAVING avg(return_dd) > 1
+),
+ranked AS (
+    SELECT c.*, p.pair_avg_return_dd,
+           row_number() OVER (
+               PARTITION BY c.strategy, c.ticker
+               ORDER BY c.stability_weighted_rar DESC NULLS LAST, c.return_dd DESC NULLS LAST, c.id
+           ) AS best
+    FROM considered AS c JOIN pairs AS p USING (strategy, ticker)
+)
+SELECT {", ".join(f"ranked.{c}" for c in s.BACKTESTS.column_names)}, pair_avg_return_dd
+FROM ranked WHERE best = 1
+ORDER BY stability_weighted_rar DESC NULLS LAST, return_dd DESC NULLS LAST, id
+"""
+
+
+def robust_ranking(
+    cur: duckdb.DuckDBPyConnection, strategy: str | None = None, as_of: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The best run of every robust strategy × ticker pair (see the module docstring for the rule)."""
+    params: dict[str, Any] = {"strategy": strategy}
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            raise InvalidInput("as_of", "needs a timezone (e.g. 2026-01-31T12:00:00+00:00)")
+        params["as_of"] = as_of
+    cur.execute(_ROBUST.format(source=_LIVE_NOW if as_of is None else _LIVE_AS_OF), params)
+    return fetch_dicts(cur)
+
+
+# --- filtered search -----------------------------------------------------------------------------
+
+
+class Page(NamedTuple):
+    """One page of a search: how many rows match in all, and this page's rows."""
+
+    total: int
+    items: list[dict[str, Any]]
+
+
+#: Search thresholds: parameter name → the condition it binds.
+_THRESHOLDS = {
+    "min_return": "return_pct >= ?",
+    "max_drawdown": "drawdown_pct <= ?",
+    "min_stability_ratio": "stability_ratio >= ?",
+    "min_sharpe": "sharpe_ratio >= ?",
+    "min_trades": "trades >= ?",
+    "min_return_dd": "return_dd >= ?",
+    "min_stability_weighted_rar": "stability_weighted_rar >= ?",
+    "min_win_rate": "win_rate >= ?",
+}
+
+
+def like_pattern(text: str) -> str:
+    """A case-insensitive substring pattern matching `text` literally (for `ILIKE ? ESCAPE '\\'`)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def filtered_search(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    min_return: float | None = None,
+    max_drawdown: float | None = None,
+    min_stability_ratio: float | None = None,
+    min_sharpe: float | None = None,
+    min_trades: float | None = None,
+    min_return_dd: float | None = None,
+    min_stability_weighted_rar: float | None = None,
+    min_win_rate: float | None = None,
+    strategy: str | None = None,
+    ticker: str | None = None,
+    favorite_only: bool = False,
+    sort: str = "return_dd",
+    order: str = "desc",
+    limit: int = 100,
+    offset: int = 0,
+) -> Page:
+    """Live results passing every given threshold (NULL metrics fail a threshold), sorted and paged.
+
+    `strategy`/`ticker` match a case-insensitive substring, wildcards in them taken literally.
+    Sorting puts NULLs last either way and breaks ties by id, so pages are stable.
+    """
+    if sort not in SORTABLE:
+        raise InvalidInput("sort", f"unknown column {sort!r}; one of {', '.join(sorted(SORTABLE))}")
+    if order not in ("asc", "desc"):
+        raise InvalidInput("order", f"{order!r} is not asc or desc")
+    if limit < 0 or offset < 0:
+        raise InvalidInput("limit" if limit < 0 else "offset", "must not be negative")
+    values = {
+        "min_return": min_return,
+        "max_drawdown": max_drawdown,
+        "min_stability_ratio": min_stability_ratio,
+        "min_sharpe": min_sharpe,
+        "min_trades": min_trades,
+        "min_return_dd": min_return_dd,
+        "min_stability_weighted_rar": min_stability_weighted_rar,
+        "min_win_rate": min_win_rate,
+    }
+    conditions, params = [], []
+    for name, value in values.items():
+        if value is not None:
+            conditions.append(_THRESHOLDS[name])
+            params.append(float(value))
+    for column, text in (("strategy", strategy), ("ticker", ticker)):
+        if text:
+            conditions.append(f"{column} ILIKE ? ESCAPE '\\'")
+            params.append(like_pattern(text))
+    if favorite_only:
+        conditions.append("favorite")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    with transaction(cur):  # the count and the page from one snapshot
+        total = cur.execute(f"SELECT count(*) FROM backtests {where}", params).fetchall()[0][0]
+        cur.execute(
+            f"SELECT {_BACKTEST_COLUMNS} FROM backtests {where} "
+            f"ORDER BY {sort} {order.upper()} NULLS LAST, id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        items = fetch_dicts(cur)
+    return Page(int(total), items)
+
+
+# --- lookups -------------------------------------------------------------------------------------
+
+
+def backtest_by_id(cur: duckdb.DuckDBPyConnection, backtest_id: str) -> dict[str, Any] | None:
+    """The live result with this id, or None (deleted, failed or unknown)."""
+    cur.execute(f"SELECT {_BACKTEST_COLUMNS} FROM backtests WHERE id = ?", [backtest_id])
+    rows = fetch_dicts(cur)
+    return rows[0] if rows else None
+
+
+def by_strategy_ticker(cur: duckdb.DuckDBPyConnection, strategy: str, ticker: str) -> list[dict[str, Any]]:
+    """Every live result of one strategy on one ticker, best `stability_weighted_rar` first."""
+    cur.execute(
+        f"SELECT {_BACKTEST_COLUMNS} FROM backtests WHERE strategy = ? AND ticker = ? "
+        "ORDER BY stability_weighted_rar DESC NULLS LAST, id",
+        [strategy, ticker],
+    )
+    return fetch_dicts(cur)
+
+
+def favorites(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Live results marked favourite, best `stability_weighted_rar` first."""
+    cur.execute(
+        f"SELECT {_BACKTEST_COLUMNS} FROM backtests WHERE favorite ORDER BY stability_weighted_rar DESC NULLS LAST, id"
+    )
+    return fetch_dicts(cur)
+
+
+def trades_of(cur: duckdb.DuckDBPyConnection, backtest_id: str) -> list[dict[str, Any]]:
+    """The trades of a live result, in trade order (empty when deleted or unknown)."""
+    cur.execute(
+        f"SELECT {', '.join(s.TRADES.column_names)} FROM trades WHERE backtest_id = ? ORDER BY trade_no", [backtest_id]
+    )
+    return fetch_dicts(cur)
+
+
+def trade_performance_of(cur: duckdb.DuckDBPyConnection, backtest_id: str) -> dict[str, Any] | None:
+    cur.execute(
+        f"SELECT {', '.join(s.TRADE_PERFORMANCE.column_names)} FROM trade_performance WHERE backtest_id = ?",
+        [backtest_id],
+    )
+    rows = fetch_dicts(cur)
+    return rows[0] if rows else None
+
+
+def history(cur: duckdb.DuckDBPyConnection, backtest_id: str) -> list[dict[str, Any]]:
+    """Every event of one backtest, deleted or not: position, event_type, recorded_at, payload."""
+    cur.execute(
+        "SELECT position, event_type, recorded_at, payload FROM ledger_events WHERE backtest_id = ? ORDER BY position",
+        [backtest_id],
+    )
+    return fetch_dicts(cur)
+
+
+def robustness_tests_of(cur: duckdb.DuckDBPyConnection, backtest_id: str) -> list[dict[str, Any]]:
+    """The robustness tests of a live result, oldest first, each with its metrics as a dict."""
+    with transaction(cur):
+        cur.execute(
+            f"SELECT {', '.join(s.ROBUSTNESS_TESTS.column_names)} FROM robustness_tests "
+            "WHERE backtest_id = ? ORDER BY recorded_at, test_id",
+            [backtest_id],
+        )
+        tests = fetch_dicts(cur)
+        cur.execute(
+            "SELECT test_id, metric, value FROM robustness_metrics WHERE backtest_id = ? ORDER BY metric",
+            [backtest_id],
+        )
+        metrics = fetch_dicts(cur)
+    for test in tests:
+        test["metrics"] = {m["metric"]: m["value"] for m in metrics if m["test_id"] == test["test_id"]}
+    return tests
+
+
+def dead_letters(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Events the projector parked, with their errors."""
+    cur.execute(f"SELECT {', '.join(s.DEAD_LETTERS.column_names)} FROM dead_letters ORDER BY position")
+    return fetch_dicts(cur)
+
+
+# --- analyst SQL ---------------------------------------------------------------------------------
+
+#: Statement types `run_sql` executes: queries only (not EXPLAIN: EXPLAIN ANALYZE runs its statement).
+_READ_ONLY = frozenset({duckdb.StatementType.SELECT})
+
+
+class SqlRefused(InvalidInput):
+    """An analyst statement that could write, or more than one statement."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("sql", problem)
+
+
+class SqlResult(NamedTuple):
+    columns: list[str]
+    rows: list[list[Any]]
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def run_sql(cur: duckdb.DuckDBPyConnection, sql: str, max_rows: int = 10_000) -> SqlResult:
+    """Run one read-only statement (SELECT, WITH … SELECT, FROM …, DESCRIBE, SHOW, SUMMARIZE).
+
+    Anything else (INSERT, UPDATE, DELETE, CREATE, DROP, COPY, ATTACH, INSTALL, LOAD, PRAGMA, SET,
+    CALL, …) is refused before it runs; the statement also runs in a transaction that is rolled
+    back, so nothing it might change can stay.
+    """
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as error:
+        raise InvalidInput("sql", str(error).splitlines()[0]) from None
+    if len(statements) != 1:
+        raise SqlRefused(f"expected exactly one statement, got {len(statements)}")
+    statement = statements[0]
+    if statement.type not in _READ_ONLY:
+        raise SqlRefused(f"{statement.type.name} statements are not allowed: the read model is read-only here")
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        cur.execute(statement.query)
+        columns = [column[0] for column in cur.description or ()]
+        rows = [[jsonable(value) for value in row] for row in cur.fetchmany(max_rows)]
+    except duckdb.Error as error:
+        raise InvalidInput("sql", str(error).splitlines()[0]) from None
+    finally:
+        cur.execute("ROLLBACK")
+    return SqlResult(columns, rows)

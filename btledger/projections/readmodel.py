@@ -1,0 +1,415 @@
+"""The DuckDB read model: one file, owned by one process, kept exactly-once in step with the ledger.
+
+Exactly-once: each batch of notifications is applied in ONE DuckDB transaction that also advances
+the tracking row in `projection_positions` with a monotonic upsert (a position that does not move
+forward returns no row and rolls the batch back). After a crash at any point, the file holds the
+rows of exactly the batches whose positions it holds, and the next catch-up resumes from there.
+
+Threads: one writer (the projector, under `_write_lock`) and any number of readers, each with its
+own `cursor()`. Processes: DuckDB lets one process hold the file; any other gets `ReadModelLocked`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+from eventsourcing.persistence import Notification
+
+from btledger import config
+from btledger.projections import schema as s
+from btledger.projections.events import Decoder, event_type_of
+from btledger.projections.projector import arrow_table, project_batch
+
+if TYPE_CHECKING:
+    from btledger.domain.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+#: The tracking row's name (the upstream application's name).
+PROJECTION = "Ledger"
+DEFAULT_BATCH_SIZE = 500
+#: Stops a batch early once its stored payloads reach this size (bounds memory on trade-heavy results).
+DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
+
+
+class ReadModelError(RuntimeError):
+    """The read model cannot be used as asked."""
+
+
+class ReadModelLocked(ReadModelError):
+    """Another process owns the DuckDB file."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        holder = f"process {pid}{_describe_process(pid)}" if pid else "another process"
+        super().__init__(
+            f"The read model {path} is in use by {holder}. DuckDB lets one process own the file at a "
+            "time. Stop that process (e.g. a running `btledger serve`), or send the request to its HTTP "
+            "API, or read Parquet files it exported (`btledger export --parquet DIR`)."
+        )
+        self.path, self.pid = path, pid
+
+
+class PositionConflict(ReadModelError):
+    """A batch tried to record a position that is not past the stored one (a duplicate apply)."""
+
+
+def _describe_process(pid: int | None) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+    return f" ({cmdline[:120]})" if cmdline else ""
+
+
+#: Failures of the machinery rather than of an event: propagate (and retry) instead of parking events.
+_INFRASTRUCTURE_ERRORS = (
+    duckdb.IOException,
+    duckdb.TransactionException,
+    duckdb.InterruptException,
+    duckdb.FatalException,
+    PositionConflict,
+    OSError,
+    MemoryError,
+)
+
+
+@contextmanager
+def transaction(cur: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN … COMMIT, or ROLLBACK on any exception."""
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        yield cur
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    cur.execute("COMMIT")
+
+
+class ReadModel:
+    """The read-model database file: projection (catch-up, rebuild), read cursors, exports."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: Path,
+        timeframes: config.Timeframes,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        notice: str | None = None,
+    ) -> None:
+        self._con, self.path, self.timeframes = con, path, timeframes
+        self.batch_size, self.batch_bytes = batch_size, batch_bytes
+        #: Why the file was (re)created on open, if it was: for the CLI/API to tell the user.
+        self.notice = notice
+        self._write_lock = threading.RLock()
+        self._writer = con.cursor()
+        self._advanced = threading.Condition()
+        self._schema, self._stale = self._initialise()
+        self._position = 0 if self._stale else self._stored_position(self._writer, self._schema)
+
+    # --- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | str | None = None,
+        *,
+        timeframes: config.Timeframes | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> ReadModel:
+        """Open (or create) the read model at `path` (default: `<home>/readmodel.duckdb`).
+
+        Raises `ReadModelLocked` when another process holds the file. A file DuckDB cannot read is
+        moved aside (`*.corrupt-<time>`) and a fresh one is built from the events at the next
+        catch-up; `notice` says so.
+        """
+        path = Path(path) if path is not None else config.home() / "readmodel.duckdb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        notice = None if path.exists() else f"read model {path} not found: building it from the ledger"
+        try:
+            con = duckdb.connect(str(path))
+        except duckdb.Error as error:
+            message = str(error)
+            if "lock" in message.lower():
+                match = re.search(r"PID (\d+)", message)
+                raise ReadModelLocked(path, int(match.group(1)) if match else None) from None
+            if not path.exists() or "permission" in message.lower():
+                raise
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            path.rename(aside)
+            wal = path.with_name(path.name + ".wal")
+            if wal.exists():
+                wal.rename(aside.with_name(aside.name + ".wal"))
+            notice = (
+                f"read model {path} could not be opened ({message.splitlines()[0]}); moved it to {aside} "
+                "and rebuilding from the ledger"
+            )
+            con = duckdb.connect(str(path))
+        if notice:
+            log.warning(notice)
+        con.execute("SET TimeZone = 'UTC'")
+        return cls(
+            con,
+            path,
+            timeframes if timeframes is not None else config.load_timeframes(),
+            batch_size=batch_size,
+            batch_bytes=batch_bytes,
+            notice=notice,
+        )
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> ReadModel:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _initialise(self) -> tuple[str, bool]:
+        """The live schema (created on a new file) and whether its layout is out of date."""
+        cur = self._writer
+        with self._write_lock, transaction(cur):
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {s.META_TABLE} (schema_name VARCHAR, layout VARCHAR)")
+            row = cur.execute(f"SELECT schema_name, layout FROM {s.META_TABLE}").fetchall()
+            if row:
+                schema, layout = row[0]
+            else:
+                schema, layout = s.schema_name(1), s.LAYOUT_FINGERPRINT
+                self._create(cur, schema)
+                self._serve(cur, schema)
+            for leftover in self._schemas(cur):
+                if leftover != schema:  # a rebuild that never finished
+                    cur.execute(f"DROP SCHEMA {leftover} CASCADE")
+            if layout == s.LAYOUT_FINGERPRINT:
+                self._load_timeframes(cur, schema)
+        stale = layout != s.LAYOUT_FINGERPRINT
+        if stale:
+            log.warning("read model %s was built by another version of its tables; rebuilding", self.path)
+        return schema, stale
+
+    @staticmethod
+    def _schemas(cur: duckdb.DuckDBPyConnection) -> list[str]:
+        rows = cur.execute(
+            "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database() "
+            "AND regexp_matches(schema_name, ?)",
+            [f"^{s.SCHEMA_PREFIX}[0-9]+$"],
+        ).fetchall()
+        return [name for (name,) in rows]
+
+    def _create(self, cur: duckdb.DuckDBPyConnection, schema: str) -> None:
+        cur.execute(f"CREATE SCHEMA {schema}")
+        for table in s.TABLES:
+            cur.execute(table.ddl(schema))
+        self._load_timeframes(cur, schema)
+
+    def _load_timeframes(self, cur: duckdb.DuckDBPyConnection, schema: str) -> None:
+        cur.execute(f"DELETE FROM {schema}.timeframes")
+        listed = self.timeframes.timeframes
+        rows = {"name": [tf.name for tf in listed], "minutes": [tf.minutes for tf in listed],
+                "selected": [tf.selected for tf in listed]}  # fmt: skip
+        cur.register("_timeframes", arrow_table(s.TIMEFRAMES, rows))
+        cur.execute(f"INSERT INTO {schema}.timeframes BY NAME SELECT * FROM _timeframes")
+        cur.unregister("_timeframes")
+
+    @staticmethod
+    def _serve(cur: duckdb.DuckDBPyConnection, schema: str) -> None:
+        """Point every view in `main` at `schema` and record it as the live build."""
+        for table in s.TABLES:
+            cur.execute(f"CREATE OR REPLACE VIEW {s.VIEW_SCHEMA}.{table.name} AS SELECT * FROM {schema}.{table.name}")
+        names = {table.name for table in s.TABLES}
+        for (view,) in cur.execute(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = ? AND NOT internal", [s.VIEW_SCHEMA]
+        ).fetchall():
+            if view not in names:
+                cur.execute(f"DROP VIEW {s.VIEW_SCHEMA}.{view}")
+        cur.execute(f"DELETE FROM {s.META_TABLE}")
+        cur.execute(f"INSERT INTO {s.META_TABLE} VALUES (?, ?)", [schema, s.LAYOUT_FINGERPRINT])
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor for one reader thread or request (queries see committed batches only)."""
+        return self._con.cursor()
+
+    def position(self) -> int:
+        """The last ledger position applied."""
+        return self._position
+
+    def lag(self, ledger: Ledger) -> int:
+        """How many events the ledger holds beyond the projection."""
+        return max(ledger.head() - self._position, 0)
+
+    def wait_for(self, position: int, timeout: float = 10.0) -> int:
+        """Block until the projection has applied `position` (read-your-writes); raise TimeoutError."""
+        deadline = time.monotonic() + timeout
+        with self._advanced:
+            while self._position < position:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"read model reached position {self._position}, not {position}, in {timeout} s")
+                self._advanced.wait(remaining)
+            return self._position
+
+    def export_parquet(self, directory: Path | str) -> list[Path]:
+        """Write every table to `<directory>/<table>.parquet`, all from one consistent snapshot."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        cur = self.cursor()
+        with transaction(cur):
+            for table in s.TABLES:
+                target = directory / f"{table.name}.parquet"
+                quoted = str(target).replace("'", "''")  # COPY takes no parameter for its target
+                cur.execute(f"COPY (SELECT * FROM {s.VIEW_SCHEMA}.{table.name}) TO '{quoted}' (FORMAT parquet)")
+                written.append(target)
+        return written
+
+    # --- projecting ------------------------------------------------------------------------------
+
+    def catch_up(
+        self,
+        ledger: Ledger,
+        *,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> int:
+        """Apply every event past the stored position, batch by batch; returns the new position.
+
+        A read model built by other table definitions is rebuilt first.
+        """
+        if self._stale:
+            return self.rebuild(ledger)
+        with self._write_lock:
+            return self._project(self._writer, self._schema, ledger, stop=stop, on_batch=on_batch, live=True)
+
+    def rebuild(self, ledger: Ledger) -> int:
+        """Rebuild every table from event 1 into a fresh schema, then switch readers to it at once.
+
+        The fill runs without blocking the live projector (it writes other tables); only the last
+        stretch (events appended meanwhile) and the switch hold the writer lock.
+        """
+        cur = self._con.cursor()
+        with self._write_lock, transaction(cur):
+            generation = 1 + max(int(name.removeprefix(s.SCHEMA_PREFIX)) for name in self._schemas(cur))
+            new = s.schema_name(generation)
+            self._create(cur, new)
+        try:
+            self._project(cur, new, ledger, live=False)
+            with self._write_lock:
+                position = self._project(cur, new, ledger, live=False)
+                with transaction(cur):
+                    self._serve(cur, new)
+                    cur.execute(f"DROP SCHEMA {self._schema} CASCADE")
+                self._schema, self._stale = new, False
+                self._advance_to(position)
+        except BaseException:
+            with self._write_lock:
+                cur.execute(f"DROP SCHEMA IF EXISTS {new} CASCADE")
+            raise
+        return position
+
+    def _project(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        schema: str,
+        ledger: Ledger,
+        *,
+        live: bool,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> int:
+        decoder = Decoder(ledger)
+        position = self._stored_position(cur, schema)
+        pending: Sequence[Notification] = []
+        while stop is None or not stop.is_set():
+            if not pending:
+                pending = ledger.recorder.select_notifications(
+                    start=position, limit=self.batch_size, inclusive_of_start=False
+                )
+                if not pending:
+                    break
+            batch, pending = self._cut(pending)
+            self._apply(cur, schema, batch, decoder)
+            position = batch[-1].id
+            if live:
+                self._advance_to(position)
+            if on_batch is not None:
+                on_batch(position)
+        return position
+
+    def _cut(self, notifications: Sequence[Notification]) -> tuple[Sequence[Notification], Sequence[Notification]]:
+        """The first notifications whose payloads fit in `batch_bytes` (at least one), and the rest."""
+        size = 0
+        for index, notification in enumerate(notifications):
+            size += len(notification.state)
+            if size > self.batch_bytes and index > 0:
+                return notifications[:index], notifications[index:]
+        return notifications, []
+
+    def _apply(
+        self, cur: duckdb.DuckDBPyConnection, schema: str, batch: Sequence[Notification], decoder: Decoder
+    ) -> None:
+        """Apply a batch in one transaction; if an event in it cannot be applied, bisect to park it."""
+        try:
+            events = [decoder.decode(notification) for notification in batch]
+            with transaction(cur):
+                project_batch(cur, schema, events)
+                self._record_position(cur, schema, batch[-1].id)
+        except _INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as error:
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                self._apply(cur, schema, batch[:middle], decoder)
+                self._apply(cur, schema, batch[middle:], decoder)
+            else:
+                self._park(cur, schema, batch[0], error)
+
+    def _park(self, cur: duckdb.DuckDBPyConnection, schema: str, notification: Notification, error: Exception) -> None:
+        log.error("parking event %s (%s): %s", notification.id, notification.topic, error)
+        with transaction(cur):
+            cur.execute(
+                f"INSERT INTO {schema}.dead_letters VALUES (?, ?, ?, NULL, ?, ?)",
+                [
+                    notification.id,
+                    event_type_of(notification.topic),
+                    str(notification.originator_id),
+                    f"{type(error).__name__}: {error}",
+                    bytes(notification.state).decode("utf-8", errors="replace"),
+                ],
+            )
+            self._record_position(cur, schema, notification.id)
+
+    @staticmethod
+    def _record_position(cur: duckdb.DuckDBPyConnection, schema: str, position: int) -> None:
+        moved = cur.execute(
+            f"INSERT INTO {schema}.projection_positions VALUES (?, ?) ON CONFLICT (projection) DO UPDATE "
+            "SET position = excluded.position WHERE projection_positions.position < excluded.position "
+            "RETURNING position",
+            [PROJECTION, position],
+        ).fetchall()
+        if not moved:
+            raise PositionConflict(f"position {position} is not past the stored position of {schema}")
+
+    @staticmethod
+    def _stored_position(cur: duckdb.DuckDBPyConnection, schema: str) -> int:
+        row = cur.execute(
+            f"SELECT position FROM {schema}.projection_positions WHERE projection = ?", [PROJECTION]
+        ).fetchall()
+        return int(row[0][0]) if row else 0
+
+    def _advance_to(self, position: int) -> None:
+        with self._advanced:
+            self._position = position
+            self._advanced.notify_all()
