@@ -1,0 +1,74 @@
+"""RecordRobustnessTest end to end: a real engine run, recorded, tested, reproduced by seed."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from btledger.domain.errors import Conflict, InvalidInput
+from btledger.domain.ledger import Ledger, store_env
+from btledger.domain.robustness import run_robustness_test
+from btledger.engine import run_backtest
+from btledger.engine.result import RunSpec
+
+SPEC = RunSpec("SmaCross", "GOOG", "D1", 1.0, date(2005, 1, 1), date(2012, 1, 1), 100_000.0)
+
+
+@pytest.fixture(scope="module")
+def recorded_outcome():  # type: ignore[no-untyped-def]
+    return run_backtest(SPEC)
+
+
+@pytest.fixture
+def ledger(btledger_home: Path) -> Ledger:
+    return Ledger(env=store_env(btledger_home))
+
+
+def test_each_kind_is_recorded_on_the_history_and_reproduces_by_seed(ledger: Ledger, recorded_outcome) -> None:  # type: ignore[no-untyped-def]
+    identity, _ = ledger.record_outcome(SPEC, recorded_outcome)
+    options = {
+        "montecarlo": {"seed": 7, "paths": 500},
+        "luck": {"percent": 10},
+        "random": {"seed": 7, "runs": 2, "iterations": 100},
+    }
+    for kind, opts in options.items():
+        first_id, first, _ = run_robustness_test(ledger, identity, kind, opts)
+        second_id, second, _ = run_robustness_test(ledger, identity, kind, opts)
+        assert first_id != second_id
+        assert first.summary == second.summary and first.metrics == second.metrics
+        assert first.kind == kind
+    history = ledger.history(identity)
+    recorded = [h.payload for h in history if h.event_type == "RobustnessTestRecorded"]
+    assert [p["kind"] for p in recorded] == ["montecarlo", "montecarlo", "luck", "luck", "random", "random"]
+    assert recorded[0]["seed"] == 7 and recorded[0]["parameters"]["paths"] == 500
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "field"),
+    [
+        ("montecarlo", {"paths": 0}, "paths"),
+        ("montecarlo", {"paths": -5}, "paths"),
+        ("luck", {"percent": 50}, "percent"),
+        ("luck", {"percent": 0}, "percent"),
+        ("random", {"iterations": 0}, "iterations"),
+        ("luck", {"paths": 10}, "paths"),  # an option of another kind
+        ("bogus", {}, "kind"),
+    ],
+)
+def test_bad_parameters_name_the_field_and_write_nothing(  # type: ignore[no-untyped-def]
+    ledger: Ledger, recorded_outcome, kind: str, options: dict[str, object], field: str
+) -> None:
+    identity, head = ledger.record_outcome(SPEC, recorded_outcome)
+    with pytest.raises(InvalidInput) as error:
+        run_robustness_test(ledger, identity, kind, options)
+    assert error.value.field == field
+    assert ledger.head() == head
+
+
+def test_a_deleted_result_cannot_be_tested(ledger: Ledger, recorded_outcome) -> None:  # type: ignore[no-untyped-def]
+    identity, _ = ledger.record_outcome(SPEC, recorded_outcome)
+    ledger.delete(identity)
+    with pytest.raises(Conflict):
+        run_robustness_test(ledger, identity, "luck", {})
