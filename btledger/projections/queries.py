@@ -35,7 +35,6 @@ from btledger.engine.result import METRIC_COLUMNS
 from btledger.projections import schema as s
 from btledger.projections.readmodel import transaction
 
-_JSON_COLUMNS = frozenset({"payload", "params", "parameters", "summary"})
 _BACKTEST_COLUMNS = ", ".join(s.BACKTESTS.column_names)
 
 #: Columns a search may sort by: every metric and the key's columns.
@@ -62,12 +61,12 @@ def jsonable(value: Any) -> Any:
 
 
 def fetch_dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """The rows of the last statement on `cur` as JSON-friendly dicts."""
-    names = [column[0] for column in cur.description or ()]
+    """The rows of the last statement on `cur` as JSON-friendly dicts (JSON columns parsed)."""
+    columns = [(column[0], column[1] == "JSON") for column in cur.description or ()]
     return [
         {
-            name: msgspec.json.decode(value) if name in _JSON_COLUMNS and isinstance(value, str) else jsonable(value)
-            for name, value in zip(names, row, strict=True)
+            name: msgspec.json.decode(value) if is_json and value is not None else jsonable(value)
+            for (name, is_json), value in zip(columns, row, strict=True)
         }
         for row in cur.fetchall()
     ]

@@ -1,0 +1,249 @@
+"""The projector: batches, rebuilds, tracking, dead letters, read-your-writes, file ownership."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from eventsourcing.domain import Aggregate, event
+
+from btledger.domain.ledger import Ledger
+from btledger.engine.result import BacktestOutcome
+from btledger.projections import queries as q
+from btledger.projections.projector import Projector
+from btledger.projections.readmodel import PositionConflict, ReadModel, ReadModelLocked, transaction
+from btledger.projections.schema import META_TABLE, TABLES
+from tests.projections.factories import TIMEFRAMES, outcome, spec
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def table_rows(readmodel: ReadModel) -> dict[str, list[tuple[object, ...]]]:
+    """Every table's rows, sorted: two read models are equal when these are."""
+    cur = readmodel.cursor()
+    return {t.name: cur.execute(f"SELECT * FROM {t.name} ORDER BY ALL").fetchall() for t in TABLES}
+
+
+def busy_history(ledger: Ledger) -> None:
+    """Every kind of event, with several changes of one backtest close together."""
+    ids = [
+        ledger.record_outcome(spec(timeframe=tf, risk=r), outcome(n_trades=4))[0] for tf in ("H1", "D1") for r in (1, 2)
+    ]
+    ledger.toggle_favorite(ids[0])
+    ledger.delete(ids[0])
+    ledger.restore(ids[0])
+    ledger.toggle_favorite(ids[0])
+    ledger.record_outcome(spec(timeframe="H1", risk=1), outcome(return_dd=7.0, n_trades=2))  # rerun of ids[0]
+    ledger.record_robustness_test(
+        ids[1], test_id="t1", kind="montecarlo", parameters={"n": 1}, seed=3, summary={"x": 1}, metrics={"m": 1.5}
+    )
+    ledger.delete(ids[1])
+    ledger.record_failure(spec(ticker="NOPE"), "no data")
+    ledger.record_outcome(spec(strategy="Gone"), outcome())
+    ledger.delete_strategy("Gone")
+    ledger.delete(ids[2])
+    ledger.record_outcome(spec(timeframe="D1", risk=1), outcome(n_trades=6))  # rerun while deleted
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 500])
+def test_any_batch_size_gives_the_same_tables_as_a_rebuild(ledger: Ledger, tmp_path: Path, batch_size: int) -> None:
+    incremental = ReadModel.open(tmp_path / "incremental.duckdb", timeframes=TIMEFRAMES, batch_size=batch_size)
+    busy_history(ledger)
+    incremental.catch_up(ledger)
+    rebuilt = ReadModel.open(tmp_path / "rebuilt.duckdb", timeframes=TIMEFRAMES)
+    rebuilt.rebuild(ledger)
+
+    assert table_rows(incremental) == table_rows(rebuilt)
+    assert incremental.position() == rebuilt.position() == ledger.head()
+    assert table_rows(incremental)["dead_letters"] == []
+
+
+def test_incremental_catch_ups_between_commands_equal_a_rebuild(ledger: Ledger, readmodel: ReadModel) -> None:
+    a, _ = ledger.record_outcome(spec(ticker="EURUSD"), outcome())
+    readmodel.catch_up(ledger)
+    ledger.toggle_favorite(a)
+    readmodel.catch_up(ledger)
+    ledger.delete(a)
+    readmodel.catch_up(ledger)
+    busy_history(ledger)
+    readmodel.catch_up(ledger)
+    before = table_rows(readmodel)
+    reader = readmodel.cursor()
+
+    readmodel.rebuild(ledger)
+
+    assert table_rows(readmodel) == before
+    schemas = reader.execute("SELECT schema_name FROM duckdb_schemas() WHERE schema_name LIKE 'rm%'").fetchall()
+    assert schemas == [("rm2",)]
+
+
+def test_tables_hold_one_row_per_live_result(ledger: Ledger, readmodel: ReadModel) -> None:
+    busy_history(ledger)
+    readmodel.catch_up(ledger)
+    cur = readmodel.cursor()
+
+    live = {row[0] for row in cur.execute("SELECT id FROM backtest_keys WHERE status = 'recorded'").fetchall()}
+    assert {row[0] for row in cur.execute("SELECT id FROM backtests").fetchall()} == live
+    assert cur.execute("SELECT count(*) = count(DISTINCT id) FROM backtests").fetchone() == (True,)
+    assert {row[0] for row in cur.execute("SELECT DISTINCT backtest_id FROM trades").fetchall()} == live
+    open_versions = cur.execute("SELECT id, live FROM backtest_versions WHERE valid_to IS NULL").fetchall()
+    assert {i for i, is_live in open_versions if is_live} == live
+    assert len(open_versions) == len({i for i, _ in open_versions})
+    assert cur.execute("SELECT count(*) FROM ledger_events").fetchone() == (ledger.head(),)
+
+
+def test_a_position_that_does_not_move_forward_rolls_the_batch_back(ledger: Ledger, readmodel: ReadModel) -> None:
+    ledger.record_outcome(spec(), outcome())
+    position = readmodel.catch_up(ledger)
+    cur = readmodel.cursor()
+
+    with pytest.raises(PositionConflict), transaction(cur):
+        cur.execute("DELETE FROM rm1.trades")
+        readmodel._record_position(cur, "rm1", position)
+
+    assert cur.execute("SELECT count(*) FROM trades").fetchone() == (3,)
+
+
+def test_an_event_that_cannot_be_applied_is_parked_and_projection_goes_on(ledger: Ledger, readmodel: ReadModel) -> None:
+    good, _ = ledger.record_outcome(spec(), outcome())
+    poison = BacktestOutcome(**{**outcome().to_json(), "trades": {"size": [1.0, 2.0]}})  # other columns missing
+    bad, bad_position = ledger.record_outcome(spec(ticker="EURUSD"), poison)
+    ledger.toggle_favorite(bad)
+    ledger.toggle_favorite(good)
+
+    assert readmodel.catch_up(ledger) == ledger.head()
+
+    cur = readmodel.cursor()
+    [letter] = q.dead_letters(cur)
+    assert letter["position"] == bad_position and letter["event_type"] == "ResultRecorded"
+    assert "unequal length" in letter["error"] and '"size"' in letter["payload"]
+    assert q.favorites(cur)[0]["id"] == str(good)
+    assert cur.execute("SELECT status, favorite FROM backtest_keys WHERE id = ?", [str(bad)]).fetchone() == (
+        "pending",
+        True,
+    )
+
+
+class Note(Aggregate):
+    """An aggregate the read model knows nothing about."""
+
+    @event("Written")
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def test_events_of_unknown_types_are_only_listed(ledger: Ledger, readmodel: ReadModel) -> None:
+    ledger.save(Note("hello"))
+    ledger.record_outcome(spec(), outcome())
+
+    readmodel.catch_up(ledger)
+
+    cur = readmodel.cursor()
+    assert cur.execute("SELECT event_type, strategy, payload->>'text' FROM ledger_events ORDER BY position").fetchall()[
+        0
+    ] == ("Written", None, "hello")
+    assert q.dead_letters(cur) == [] and cur.execute("SELECT count(*) FROM backtests").fetchone() == (1,)
+
+
+def test_batches_are_bounded_by_bytes(ledger: Ledger, tmp_path: Path) -> None:
+    for ticker in ("A", "B", "C"):
+        ledger.record_outcome(spec(ticker=ticker), outcome(n_trades=100))
+    readmodel = ReadModel.open(tmp_path / "small.duckdb", timeframes=TIMEFRAMES, batch_bytes=1)
+    positions: list[int] = []
+
+    readmodel.catch_up(ledger, on_batch=positions.append)
+
+    assert positions == list(range(1, ledger.head() + 1))  # one notification per batch
+
+
+def test_projector_thread_gives_read_your_writes(ledger: Ledger, readmodel: ReadModel) -> None:
+    with Projector(readmodel, ledger, poll_interval=5.0) as projector:
+        backtest, position = ledger.record_outcome(spec(), outcome())
+        projector.notify()
+        assert readmodel.wait_for(position, timeout=5.0) >= position
+        assert q.backtest_by_id(readmodel.cursor(), str(backtest)) is not None
+        assert readmodel.lag(ledger) == 0
+
+        with pytest.raises(TimeoutError):
+            readmodel.wait_for(position + 1, timeout=0.05)
+
+
+def test_lag_counts_events_not_yet_projected(ledger: Ledger, readmodel: ReadModel) -> None:
+    backtest, _ = ledger.record_outcome(spec(), outcome())
+    ledger.toggle_favorite(UUID(str(backtest)))
+    assert readmodel.lag(ledger) == 3
+    readmodel.catch_up(ledger)
+    assert readmodel.lag(ledger) == 0
+
+
+def test_another_process_gets_a_clear_message_naming_the_owner(tmp_path: Path) -> None:
+    path = tmp_path / "owned.duckdb"
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from btledger.projections.readmodel import ReadModel; "
+            "from tests.projections.factories import TIMEFRAMES; "
+            f"m = ReadModel.open({str(path)!r}, timeframes=TIMEFRAMES); print('ready', flush=True); sys.stdin.read()",
+        ],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "ready"
+        with pytest.raises(ReadModelLocked) as raised:
+            ReadModel.open(path, timeframes=TIMEFRAMES)
+    finally:
+        owner.communicate("", timeout=30)
+
+    assert raised.value.pid == owner.pid
+    message = str(raised.value)
+    assert f"process {owner.pid}" in message and "btledger serve" in message and "export --parquet" in message
+    ReadModel.open(path, timeframes=TIMEFRAMES).close()  # free again once the owner exits
+
+
+def test_a_corrupt_file_is_moved_aside_and_rebuilt(ledger: Ledger, tmp_path: Path) -> None:
+    ledger.record_outcome(spec(), outcome())
+    path = tmp_path / "readmodel.duckdb"
+    path.write_bytes(b"not a database" * 1000)
+
+    readmodel = ReadModel.open(path, timeframes=TIMEFRAMES)
+    readmodel.catch_up(ledger)
+
+    assert readmodel.notice is not None and "rebuilding from the ledger" in readmodel.notice
+    assert len(list(tmp_path.glob("readmodel.duckdb.corrupt-*"))) == 1
+    assert readmodel.cursor().execute("SELECT count(*) FROM trades").fetchone() == (3,)
+
+
+def test_a_missing_file_is_built_from_the_ledger(ledger: Ledger, tmp_path: Path) -> None:
+    ledger.record_outcome(spec(), outcome())
+    readmodel = ReadModel.open(tmp_path / "new" / "readmodel.duckdb", timeframes=TIMEFRAMES)
+    assert readmodel.notice is not None and "not found" in readmodel.notice
+    assert readmodel.catch_up(ledger) == ledger.head()
+
+
+def test_a_file_built_by_other_table_definitions_is_rebuilt(ledger: Ledger, tmp_path: Path) -> None:
+    ledger.record_outcome(spec(), outcome())
+    path = tmp_path / "readmodel.duckdb"
+    with ReadModel.open(path, timeframes=TIMEFRAMES) as readmodel:
+        readmodel.catch_up(ledger)
+        expected = table_rows(readmodel)
+        readmodel.cursor().execute(f"UPDATE {META_TABLE} SET layout = 'older'")
+
+    with ReadModel.open(path, timeframes=TIMEFRAMES) as readmodel:
+        assert readmodel.catch_up(ledger) == ledger.head()
+        assert table_rows(readmodel) == expected
+        assert readmodel.cursor().execute(f"SELECT schema_name FROM {META_TABLE}").fetchall() == [("rm2",)]
+
+
+def test_timeframes_are_reloaded_from_the_configuration_on_open(ledger: Ledger, tmp_path: Path) -> None:
+    path = tmp_path / "readmodel.duckdb"
+    ReadModel.open(path, timeframes=TIMEFRAMES).close()
+    with ReadModel.open(path) as readmodel:  # the packaged configs/timeframes.yaml
+        selected = readmodel.cursor().execute("SELECT name FROM timeframes WHERE selected ORDER BY minutes").fetchall()
+    assert selected == [("H1",), ("H4",), ("D1",)]
