@@ -35,10 +35,12 @@ Metrics (`backtest_metrics`, keys METRIC_COLUMNS); "None" is stored where the va
   rate at 0; here the configured rate is applied. None when the volatility is 0 or undefined.
 - `stability_ratio` = R² of an ordinary least-squares line through the equity against the bar index
   (direction-agnostic, as in the seed); None when the equity is constant.
-- `jarque_bera_stat`, `jarque_bera_p_value`, `skew` (biased), `kurtosis` (biased, excess) of the
-  per-trade equity returns: equity at each exit over equity at the previous exit (initial equity before
-  the first), minus 1. One return per trade, the first included (the seed dropped it). None with fewer
-  than 3 returns or when they are all equal.
+- `jarque_bera_stat`, `jarque_bera_p_value`, `skew` (biased), `kurtosis` (biased, excess), as scipy's
+  `jarque_bera`, `skew`, `kurtosis` define them, of the per-trade equity returns: equity at each exit
+  over equity at the previous exit (initial equity before the first), minus 1. One return per trade,
+  the first included (the seed dropped it). None with fewer than 3 returns or when they are all equal.
+
+These are computed with numpy alone: importing scipy.stats costs seconds per process.
 - `stability_weighted_rar` = return_pct / (1 + drawdown_pct) × ln(1 + trades) × stability_ratio;
   0.0 without trades (ln 1 = 0), None when the stability ratio is None otherwise.
 
@@ -57,7 +59,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from btledger.engine.result import TRADE_COLUMNS, JsonScalar
 
@@ -90,8 +91,8 @@ def trade_table(bt_trades: pd.DataFrame, equity: pd.Series) -> pd.DataFrame:
     `equity` is the bar-level equity curve (`stats._equity_curve.Equity`) of the same run.
     """
     curve = equity.to_numpy()
-    entry_bar = bt_trades["EntryBar"].to_numpy()
-    exit_bar = bt_trades["ExitBar"].to_numpy()
+    entry_bar = bt_trades["EntryBar"].to_numpy(dtype="int64")
+    exit_bar = bt_trades["ExitBar"].to_numpy(dtype="int64")
     net = bt_trades["PnL"].to_numpy(dtype="float64")
     commission = bt_trades["Commission"].to_numpy(dtype="float64")
     before = curve[np.maximum(entry_bar - 1, 0)]
@@ -110,7 +111,7 @@ def trade_table(bt_trades: pd.DataFrame, equity: pd.Series) -> pd.DataFrame:
             "return_pct": net / before * 100,
             "entry_time": bt_trades["EntryTime"].to_numpy(),
             "exit_time": bt_trades["ExitTime"].to_numpy(),
-            "duration_days": (bt_trades["ExitTime"] - bt_trades["EntryTime"]).dt.total_seconds().to_numpy() / 86400,
+            "duration_days": pd.to_timedelta(bt_trades["Duration"]).dt.total_seconds().to_numpy() / 86400,
             "equity_at_exit": curve[exit_bar],
             "tag": bt_trades["Tag"].to_numpy(),
         }
@@ -122,7 +123,7 @@ def _annual_periods(index: pd.DatetimeIndex) -> tuple[str, int]:
     # backtesting.py 0.6.6's choice of resampling frequency and periods per year (_stats.compute_stats).
     period = pd.Series(index[-100:]).diff().dropna().median()
     days = period.days if isinstance(period, pd.Timedelta) else 0
-    weekends = index.dayofweek.to_series().between(5, 6).mean() > 2 / 7 * 0.6
+    weekends = index.day_of_week.to_series().between(5, 6).mean() > 2 / 7 * 0.6
     periods = {7: 52, 31: 12, 365: 1}.get(days, 365 if weekends else 252)
     return {7: "W", 31: "ME", 365: "YE"}.get(days, "D"), periods
 
@@ -148,15 +149,31 @@ def _r_squared(values: np.ndarray) -> float | None:
     return _value(r * r)
 
 
+def _binomial_tail(k: int, n: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, 1/2), summed in log space (no overflow for any n)."""
+    if k <= 0:
+        return 1.0
+    log_factorial = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n + 1)))))
+    i = np.arange(k, n + 1)
+    log_terms = log_factorial[n] - log_factorial[i] - log_factorial[n - i] - n * math.log(2)
+    top = log_terms.max()
+    return min(1.0, float(math.exp(top) * np.exp(log_terms - top).sum()))
+
+
 def _distribution(returns: np.ndarray) -> dict[str, float | None]:
     if len(returns) < 3 or np.ptp(returns) == 0:
         return dict.fromkeys(("jarque_bera_stat", "jarque_bera_p_value", "skew", "kurtosis"))
-    jb = stats.jarque_bera(returns)
+    deviations = returns - returns.mean()
+    m2, m3, m4 = (np.mean(deviations**power) for power in (2, 3, 4))
+    skew = m3 / m2**1.5
+    kurtosis = m4 / m2**2 - 3
+    statistic = len(returns) / 6 * (skew**2 + kurtosis**2 / 4)
+    # The Jarque-Bera statistic is chi-squared with 2 degrees of freedom, whose survival is exp(-x/2).
     return {
-        "jarque_bera_stat": _value(jb.statistic),
-        "jarque_bera_p_value": _value(jb.pvalue),
-        "skew": _value(stats.skew(returns)),
-        "kurtosis": _value(stats.kurtosis(returns, fisher=True)),
+        "jarque_bera_stat": _value(statistic),
+        "jarque_bera_p_value": _value(math.exp(-statistic / 2)),
+        "skew": _value(skew),
+        "kurtosis": _value(kurtosis),
     }
 
 
@@ -173,8 +190,8 @@ def backtest_metrics(trades: pd.DataFrame, equity: pd.Series, risk_free_rate: fl
     stability = _r_squared(curve)
 
     in_market = np.zeros(len(curve) + 1)
-    np.add.at(in_market, trades["entry_bar"].to_numpy(), 1)
-    np.add.at(in_market, trades["exit_bar"].to_numpy() + 1, -1)
+    np.add.at(in_market, trades["entry_bar"].to_numpy(dtype="int64"), 1)
+    np.add.at(in_market, trades["exit_bar"].to_numpy(dtype="int64") + 1, -1)
     exposure = float((np.cumsum(in_market[:-1]) > 0).mean()) * 100
 
     if n == 0 or wins == 0:
@@ -206,7 +223,7 @@ def backtest_metrics(trades: pd.DataFrame, equity: pd.Series, risk_free_rate: fl
         "duration_days": int((index[-1] - index[0]).days),
         "exposure_time": exposure,
         "kelly_criterion": kelly,
-        "winrate_p_value": float(stats.binom.sf(wins - 1, n, 0.5)) if n else 1.0,
+        "winrate_p_value": _binomial_tail(wins, n),
         "sharpe_ratio": sharpe_ratio(equity, risk_free_rate),
         **_distribution(per_trade),
         "stability_weighted_rar": weighted,
