@@ -1,0 +1,148 @@
+"""The Litestar app and `serve()`.
+
+The serving process owns the read model: DuckDB lets one process hold the file, so the app's
+lifespan opens it, runs the projector thread beside the handlers, and starts the worker pool that
+batches compute in. Other processes (the CLI) append to the ledger themselves and read through this
+server, which they find in `<home>/server.json` while it runs (see `btledger.api.client`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from btledger import bootstrap
+from btledger.api import client
+from btledger.api.client import TOKEN_ENV
+from btledger.api.http.auth import require_token
+from btledger.api.http.cache import QueryCache
+from btledger.api.http.errors import EXCEPTION_HANDLERS
+from btledger.api.http.jobs import Jobs
+from btledger.api.http.query import reject_unknown_query_parameters
+from btledger.api.http.routes import backtests, jobs, rankings, strategies, system
+from btledger.api.http.services import Services, provide_services
+from btledger.config import home as default_home
+from btledger.domain.batch import run_batch
+from btledger.domain.errors import LedgerError
+from btledger.projections.projector import Projector
+from btledger.projections.readmodel import ReadModel
+
+log = logging.getLogger(__name__)
+
+ROUTES = [*backtests.ROUTES, *jobs.ROUTES, *rankings.ROUTES, *strategies.ROUTES, *system.ROUTES]
+
+
+def create_app(
+    home: Path | None = None,
+    *,
+    workers: int | None = None,
+    token: str | None = None,
+    announce: tuple[str, int] | None = None,
+) -> Litestar:
+    """The API over the ledger and read model in `home` (default: BTLEDGER_HOME or ./var).
+
+    `workers`: worker processes for batches (default: settings). `token`: require it on mutations
+    (default: $BTLEDGER_API_TOKEN; empty means none). `announce`: the (host, port) to publish in
+    `<home>/server.json` while the app runs.
+    """
+    home = (home or default_home()).resolve()
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        with ExitStack() as stack:
+            ledger = bootstrap.open_ledger(home)
+            readmodel = stack.enter_context(ReadModel.open(home / "readmodel.duckdb"))
+            # Catches up in its thread: the server answers at once, /health shows the lag meanwhile.
+            projector = stack.enter_context(Projector(readmodel, ledger))
+            pool = stack.enter_context(bootstrap.open_pool(workers))
+            batch_jobs = Jobs(
+                run=lambda command, on_progress: run_batch(ledger, command, pool, home, on_progress),
+                settle=lambda position: services.settle(position),
+            )
+            stack.callback(batch_jobs.close)
+            services = Services(
+                home=home,
+                ledger=ledger,
+                readmodel=readmodel,
+                projector=projector,
+                jobs=batch_jobs,
+                cache=QueryCache(readmodel.position),
+            )
+            app.state.services = services
+            if announce is not None:
+                client.write_server_file(home, *announce)
+                stack.callback(client.remove_server_file, home)
+            yield
+
+    return Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        guards=[require_token(token)] if token else [],
+        before_request=reject_unknown_query_parameters,
+        openapi_config=_openapi(secured=token is not None),
+    )
+
+
+def _openapi(*, secured: bool) -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="btledger",
+        version="0.1.0",
+        description=(
+            "An event-sourced ledger of trading-strategy backtests. Every error is JSON "
+            "{status, error, detail, field}. Mutations answer once the read model includes them."
+            + (" Mutations need `Authorization: Bearer <token>`." if secured else "")
+        ),
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin()],
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")} if secured else None
+        ),
+    )
+
+
+class ServerAlreadyRunning(LedgerError):
+    """A server already owns this data directory."""
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    home: Path | None = None,
+    *,
+    workers: int | None = None,
+    log_level: str = "info",
+) -> None:
+    """Run the API with uvicorn (one process: it owns the read model) until interrupted.
+
+    Port 0 picks a free port. Raises `ServerAlreadyRunning` or `ReadModelLocked` (clear messages,
+    before anything starts) when another process holds the data directory.
+    """
+    import uvicorn
+
+    home = (home or default_home()).resolve()
+    running = client.running_server(home)
+    if running is not None:
+        raise ServerAlreadyRunning(f"a server (pid {running.pid}) already serves {home} at {running.url}")
+    ReadModel.open(home / "readmodel.duckdb").close()  # fail here, readably, if another process holds it
+    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    bound_port = listener.getsockname()[1]
+    app = create_app(home, workers=workers, announce=(host, bound_port))
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    with listener:
+        server.run(sockets=[listener])
+    if not server.started:
+        raise LedgerError("the server did not start; its log above says why")

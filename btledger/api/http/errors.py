@@ -1,0 +1,102 @@
+"""Every error as JSON `{status, error, detail, field}`: domain errors by kind, Litestar's own by status.
+
+Bad input of any kind is a 4xx naming the field; a 5xx means a bug or an unavailable store, and its
+detail says which without leaking a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+from pydantic import BaseModel, ValidationError
+
+from btledger.domain.errors import Conflict, InvalidInput, NotFound
+from btledger.engine.errors import SpecError
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    status: int
+    error: str
+    detail: str
+    field: str | None = None
+
+
+def error_response(
+    status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response[ErrorBody]:
+    body = {"status": status, "error": HTTPStatus(status).phrase, "detail": detail, "field": field}
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)  # type: ignore[arg-type]
+
+
+def _invalid_input(_: Request[Any, Any, Any], exc: InvalidInput) -> Response[ErrorBody]:
+    return error_response(400, exc.problem, exc.field)
+
+
+def _spec_error(_: Request[Any, Any, Any], exc: SpecError) -> Response[ErrorBody]:
+    return error_response(400, str(exc).removeprefix(f"{exc.field}: "), exc.field)
+
+
+def _not_found(_: Request[Any, Any, Any], exc: NotFound) -> Response[ErrorBody]:
+    return error_response(404, str(exc), exc.field)
+
+
+def _conflict(_: Request[Any, Any, Any], exc: Conflict) -> Response[ErrorBody]:
+    return error_response(409, str(exc), exc.field)
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
+    """Litestar's parameter and body validation: report the first problem and its field."""
+    first: dict[str, Any] = exc.extra[0] if isinstance(exc.extra, list) and exc.extra else {}
+    field = first.get("key") or _model_level_field(exc) or ("body" if first.get("source") == "body" else None)
+    detail = str(first.get("message") or exc.detail).removeprefix("Value error, ")
+    return error_response(400, detail, field or "body")
+
+
+def _model_level_field(exc: BaseException) -> str | None:
+    """The field a model-level pydantic check names (the domain's `_FieldError` carries `.field`)."""
+    cause = exc.__cause__
+    while cause is not None and not isinstance(cause, ValidationError):
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    error = (cause.errors()[0].get("ctx") or {}).get("error")
+    return getattr(error, "field", None)
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+    if exc.status_code >= 500:
+        log.error("HTTP %s: %s", exc.status_code, exc.detail)
+    return error_response(exc.status_code, exc.detail, headers=exc.headers)
+
+
+def _timeout(_: Request[Any, Any, Any], exc: TimeoutError) -> Response[ErrorBody]:
+    # The change is recorded in the ledger; only the read model is behind (see GET /health).
+    return error_response(
+        503, f"recorded, but the read model has not caught up yet: {exc}", headers={"Retry-After": "1"}
+    )
+
+
+def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    InvalidInput: _invalid_input,
+    SpecError: _spec_error,
+    NotFound: _not_found,
+    Conflict: _conflict,
+    ValidationException: _validation,
+    HTTPException: _http,
+    TimeoutError: _timeout,
+    Exception: _unexpected,
+}

@@ -1,0 +1,168 @@
+"""Batch jobs: a RunBatch submitted over HTTP runs on a background thread, its progress kept for streaming.
+
+Batches run one at a time on one thread (the worker pool is the machine's capacity; two batches at
+once would only interleave). The thread only orchestrates: backtests compute in the pool's worker
+processes, so the event loop keeps answering while a batch runs. Each job keeps every state change
+it published, so a client that connects late replays them from the start (or from Last-Event-ID).
+
+Jobs live in memory: a restarted server forgets them, while their recorded results stay in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from btledger.domain.batch import BatchReport, Progress
+from btledger.domain.commands import RunBatch
+from btledger.domain.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+
+#: Runs a batch, calling back on every state change (the domain's `run_batch` bound to a ledger and pool).
+RunBatchFn = Callable[[RunBatch, Callable[[Progress], None]], BatchReport]
+#: Blocks until the read model includes a ledger position (read-your-writes before the final summary).
+SettleFn = Callable[[int], None]
+
+#: Finished jobs kept for GET /jobs/{id} (oldest forgotten first).
+KEEP_FINISHED = 200
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One server-sent event: `progress` (a combination's state), then one `summary` or `error`."""
+
+    id: int
+    kind: Literal["progress", "summary", "error"]
+    data: dict[str, Any]
+
+
+@dataclass
+class Job:
+    id: str
+    total: int
+    loop: asyncio.AbstractEventLoop
+    status: JobStatus = "queued"
+    submitted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    summary: dict[str, int] | None = None
+    error: str | None = None
+    events: list[JobEvent] = field(default_factory=list)
+    #: The latest state of each combination, by index.
+    states: dict[int, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the final event (summary or error) is published."""
+        return bool(self.events) and self.events[-1].kind != "progress"
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(("queued", "running", "recorded", "skipped", "failed"), 0)
+        for state in self.states.values():
+            counts[state] += 1
+        return counts
+
+    # --- called from the batch thread ----------------------------------------------------------
+
+    def publish(self, kind: Literal["progress", "summary", "error"], data: dict[str, Any]) -> None:
+        with self._lock:
+            self.events.append(JobEvent(len(self.events) + 1, kind, data))
+        self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- called on the event loop ----------------------------------------------------------------
+
+    async def stream(self, after: int = 0) -> AsyncIterator[JobEvent]:
+        """Every event with id > `after`, then each new one as it comes, up to the final one."""
+        seen = after
+        while True:
+            # Safe without a lock: the list only grows, and _wake runs on this loop, so a publish
+            # between this check and the await below still resolves the waiter registered here.
+            while seen < len(self.events):
+                event = self.events[seen]
+                seen += 1
+                yield event
+                if event.kind != "progress":
+                    return
+            if self.finished:  # the client had seen the final event already
+                return
+            waiter = self.loop.create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+
+class Jobs:
+    """Submits batches to one background thread and finds them by id."""
+
+    def __init__(self, run: RunBatchFn, settle: SettleFn) -> None:
+        self._run, self._settle = run, settle
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="btledger-batch")
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+
+    def submit(self, command: RunBatch) -> Job:
+        job = Job(id=uuid.uuid4().hex, total=len(command.specs()), loop=asyncio.get_running_loop())
+        self._jobs[job.id] = job
+        self._forget_old()
+        self._executor.submit(self._execute, job, command)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise NotFound(
+                f"no job with id {job_id!r} (jobs are kept in memory until the server stops)", "id"
+            ) from None
+
+    def running(self) -> int:
+        return sum(1 for job in self._jobs.values() if not job.finished)
+
+    def close(self) -> None:
+        """Stop taking jobs; queued ones are dropped, the running one finishes its combinations."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _forget_old(self) -> None:
+        finished = [job_id for job_id, job in self._jobs.items() if job.finished]
+        for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[job_id]
+
+    def _execute(self, job: Job, command: RunBatch) -> None:
+        job.status, job.started_at = "running", datetime.now(UTC)
+
+        def on_progress(progress: Progress) -> None:
+            job.states[progress.index] = progress.status
+            job.publish("progress", progress.to_json())
+
+        try:
+            report = self._run(command, on_progress)
+            self._settle(report.last_position)
+        except Exception as exc:
+            log.exception("batch job %s failed", job.id)
+            job.error = f"{type(exc).__name__}: {exc}"
+            job.status, job.finished_at = "failed", datetime.now(UTC)
+            job.publish("error", {"job_id": job.id, "status": job.status, "detail": job.error})
+            return
+        job.summary = report.summary
+        job.status, job.finished_at = "done", datetime.now(UTC)
+        job.publish(
+            "summary",
+            {"job_id": job.id, "status": job.status, "summary": job.summary, "position": report.last_position},
+        )

@@ -1,0 +1,215 @@
+"""/backtests: the filtered search, one result and its trades, history and plot, and the decisions
+about a result (favourite, delete, restore).
+
+Reads are cached on the read model's position; a mutation appends its event, then answers once the
+read model includes it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from litestar import Response, delete, get, post, put
+from litestar.params import Body, Parameter
+from litestar.response import File
+
+from btledger.api.http.schemas import (
+    BacktestDetail,
+    DeletionResult,
+    FavoriteResult,
+    HistoryEntry,
+    RobustnessTest,
+    SearchPage,
+    SortColumn,
+    TradeRow,
+)
+from btledger.api.http.services import Services
+from btledger.domain.batch import plot_path
+from btledger.domain.errors import NotFound
+from btledger.domain.robustness import KINDS, run_robustness_test
+from btledger.projections import queries
+
+#: A finite threshold: NaN and ±inf fail the bounds and are rejected as bad input.
+Threshold = Annotated[float | None, Parameter(ge=-1e18, le=1e18)]
+IdPath = Annotated[str, Parameter(description="A backtest id or a unique prefix of it (at least 4 hex digits).")]
+PLOT_MODES = ("persist", "temp")
+
+
+def live_backtest(services: Services, id_or_prefix: str) -> tuple[UUID, dict[str, Any]]:
+    """The id and `backtests` row of a live result; NotFound saying why there is none."""
+    identity = services.ledger.resolve(id_or_prefix)
+    row = services.read(lambda cur: queries.backtest_by_id(cur, str(identity)))
+    if row is not None:
+        return identity, row
+    why = {
+        "deleted": f"is deleted (POST /backtests/{identity}/restore brings it back)",
+        "failed": "has no result: its last run failed (see its history)",
+    }.get(services.ledger.get(identity).status, "has no result yet")
+    raise NotFound(f"backtest {identity} {why}")
+
+
+@get("/backtests", summary="Filtered search")
+async def search(
+    services: Services,
+    min_return: Threshold = None,
+    max_drawdown: Threshold = None,
+    min_stability_ratio: Threshold = None,
+    min_sharpe: Threshold = None,
+    min_trades: Threshold = None,
+    min_return_dd: Threshold = None,
+    min_stability_weighted_rar: Threshold = None,
+    min_win_rate: Threshold = None,
+    strategy: Annotated[str | None, Parameter(max_length=200, description="Substring, case-insensitive.")] = None,
+    ticker: Annotated[str | None, Parameter(max_length=200, description="Substring, case-insensitive.")] = None,
+    favorite_only: bool = False,
+    sort: SortColumn = "return_dd",
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Parameter(ge=0, le=1000)] = 100,
+    offset: Annotated[int, Parameter(ge=0, le=10**12)] = 0,
+) -> Response[SearchPage]:
+    """Live results passing every given threshold (a NULL metric fails it), sorted (NULLs last, then by id)
+    and paged; `total` counts every match."""
+    filters = {
+        "min_return": min_return,
+        "max_drawdown": max_drawdown,
+        "min_stability_ratio": min_stability_ratio,
+        "min_sharpe": min_sharpe,
+        "min_trades": min_trades,
+        "min_return_dd": min_return_dd,
+        "min_stability_weighted_rar": min_stability_weighted_rar,
+        "min_win_rate": min_win_rate,
+        "strategy": strategy,
+        "ticker": ticker,
+        "favorite_only": favorite_only,
+        "sort": sort,
+        "order": order,
+        "limit": limit,
+        "offset": offset,
+    }
+
+    def page() -> dict[str, Any]:
+        total, items = services.read(lambda cur: queries.filtered_search(cur, **filters))
+        return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+    return await services.cached_json(("search", *filters.values()), page)
+
+
+@get("/backtests/{backtest_id:str}", summary="One result")
+async def backtest(services: Services, backtest_id: IdPath) -> Response[BacktestDetail]:
+    def detail() -> dict[str, Any]:
+        identity, row = live_backtest(services, backtest_id)
+        base = f"/backtests/{identity}"
+        return {
+            "backtest": row,
+            "trade_performance": services.read(lambda cur: queries.trade_performance_of(cur, str(identity))),
+            "links": {name: f"{base}/{name}" for name in ("trades", "history", "plot", "tests", "favorite", "restore")},
+        }
+
+    return await services.cached_json(("backtest", backtest_id), detail)
+
+
+@get("/backtests/{backtest_id:str}/trades", summary="Trades of a result")
+async def trades(services: Services, backtest_id: IdPath) -> Response[list[TradeRow]]:  # type: ignore[valid-type]
+    def rows() -> list[dict[str, Any]]:
+        identity, _ = live_backtest(services, backtest_id)
+        return services.read(lambda cur: queries.trades_of(cur, str(identity)))
+
+    return await services.cached_json(("trades", backtest_id), rows)
+
+
+@get("/backtests/{backtest_id:str}/history", summary="Every event of a result")
+async def history(services: Services, backtest_id: IdPath) -> Response[list[HistoryEntry]]:
+    """Deleted results too: the history is never removed."""
+
+    def rows() -> list[dict[str, Any]]:
+        identity = services.ledger.resolve(backtest_id)
+        return services.read(lambda cur: queries.history(cur, str(identity)))
+
+    return await services.cached_json(("history", backtest_id), rows)
+
+
+@get("/backtests/{backtest_id:str}/plot", summary="The HTML plot of a result", sync_to_thread=True)
+def plot(services: Services, backtest_id: IdPath) -> File:
+    identity = services.ledger.resolve(backtest_id)
+    for mode in PLOT_MODES:
+        path = plot_path(services.home, mode, identity)
+        if path is not None and path.is_file():
+            return File(path, media_type="text/html", content_disposition_type="inline")
+    raise NotFound(f"no plot was made for backtest {identity} (run it with plot 'persist' or 'temp')")
+
+
+@put("/backtests/{backtest_id:str}/favorite", summary="Toggle the favourite flag", sync_to_thread=True)
+def toggle_favorite(services: Services, backtest_id: IdPath) -> FavoriteResult:
+    identity = services.ledger.resolve(backtest_id)
+    value, position = services.ledger.toggle_favorite(identity)
+    services.settle(position)
+    return FavoriteResult(id=str(identity), favorite=value, position=position)
+
+
+@delete("/backtests/{backtest_id:str}", summary="Delete a result", status_code=200, sync_to_thread=True)
+def delete_backtest(
+    services: Services,
+    backtest_id: IdPath,
+    reason: Annotated[str, Parameter(min_length=1, max_length=500)] = "deleted by user",
+) -> DeletionResult:
+    """A tombstone: the history stays and a restore brings the result back. Its plot file is removed."""
+    identity = services.ledger.resolve(backtest_id)
+    position = services.ledger.delete(identity, reason)
+    remove_plots(services, identity)
+    services.settle(position)
+    return DeletionResult(id=str(identity), deleted=True, position=position)
+
+
+@post("/backtests/{backtest_id:str}/restore", summary="Undo a deletion", status_code=200, sync_to_thread=True)
+def restore(services: Services, backtest_id: IdPath) -> DeletionResult:
+    identity = services.ledger.resolve(backtest_id)
+    position = services.ledger.restore(identity)
+    services.settle(position)
+    return DeletionResult(id=str(identity), deleted=False, position=position)
+
+
+@post(
+    "/backtests/{backtest_id:str}/tests/{kind:str}",
+    summary="Run and record a robustness test",
+    status_code=201,
+    sync_to_thread=True,
+)
+def run_test(
+    services: Services,
+    backtest_id: IdPath,
+    kind: Annotated[str, Parameter(description=f"One of: {', '.join(KINDS)}.", max_length=32)],
+    data: Annotated[
+        dict[str, Any] | None,
+        Body(
+            description="The test's options (all optional). montecarlo: seed, paths, trades_per_path, "
+            "ruin_threshold_pct, method; luck: percent; random: seed, runs, iterations."
+        ),
+    ] = None,
+) -> RobustnessTest:
+    """Computes in the server (the random test runs its random traders here too), records the test on
+    the result's history, and answers once the read model includes it. The same seed reproduces it."""
+    identity = services.ledger.resolve(backtest_id)
+    test_id, _, position = run_robustness_test(services.ledger, identity, kind, data or {})
+    services.settle(position)
+    tests = services.read(lambda cur: queries.robustness_tests_of(cur, str(identity)))
+    return RobustnessTest(**next(test for test in tests if test["test_id"] == test_id))
+
+
+@get("/backtests/{backtest_id:str}/tests", summary="Robustness tests of a result")
+async def tests(services: Services, backtest_id: IdPath) -> Response[list[RobustnessTest]]:
+    def rows() -> list[dict[str, Any]]:
+        identity, _ = live_backtest(services, backtest_id)
+        return services.read(lambda cur: queries.robustness_tests_of(cur, str(identity)))
+
+    return await services.cached_json(("tests", backtest_id), rows)
+
+
+def remove_plots(services: Services, identity: UUID) -> None:
+    for mode in PLOT_MODES:
+        path = plot_path(services.home, mode, identity)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+ROUTES = [search, backtest, trades, history, plot, toggle_favorite, delete_backtest, restore, run_test, tests]

@@ -1,0 +1,68 @@
+"""Batches: POST /backtests starts one as a job; /jobs/{id} reports it and /jobs/{id}/events streams it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import msgspec
+from litestar import Response, get, post
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from btledger.api.http.jobs import Job
+from btledger.api.http.schemas import JobAccepted, JobView
+from btledger.api.http.services import Services
+from btledger.domain.commands import RunBatch
+
+JobId = Annotated[str, Parameter(max_length=64)]
+
+
+def _links(job_id: str) -> dict[str, str]:
+    return {"self": f"/jobs/{job_id}", "events": f"/jobs/{job_id}/events"}
+
+
+@post("/backtests", summary="Run a batch", status_code=202)
+async def run_batch(services: Services, data: RunBatch) -> Response[JobAccepted]:
+    """Queue strategies × tickers × timeframes × risks over one date range. The body is validated in full
+    (names against the registry and the configs) before anything runs; progress streams at the events link."""
+    job = services.jobs.submit(data)
+    accepted = JobAccepted(job_id=job.id, status=job.status, total=job.total, links=_links(job.id))
+    return Response(accepted, status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+
+@get("/jobs/{job_id:str}", summary="A batch job's status and counts")
+async def job_status(services: Services, job_id: JobId) -> JobView:
+    job = services.jobs.get(job_id)
+    return JobView(
+        id=job.id,
+        status=job.status,
+        total=job.total,
+        counts=job.counts(),
+        summary=job.summary,
+        error=job.error,
+        submitted_at=job.submitted_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        links=_links(job.id),
+    )
+
+
+@get("/jobs/{job_id:str}/events", summary="A batch job's progress as server-sent events")
+async def job_events(
+    services: Services,
+    job_id: JobId,
+    last_event_id: Annotated[int | None, Parameter(header="Last-Event-ID", ge=0)] = None,
+) -> ServerSentEvent:
+    """`progress` events (one per combination state change: queued, running, recorded, skipped, failed),
+    then one `summary` (or `error`) event, after which the stream ends. A client connecting late gets every
+    earlier event first; one that reconnects with Last-Event-ID gets those after it."""
+    return ServerSentEvent(_messages(services.jobs.get(job_id), last_event_id or 0))
+
+
+async def _messages(job: Job, after: int) -> AsyncIterator[ServerSentEventMessage]:
+    async for event in job.stream(after):
+        yield ServerSentEventMessage(data=msgspec.json.encode(event.data).decode(), event=event.kind, id=event.id)
+
+
+ROUTES = [run_batch, job_status, job_events]

@@ -1,0 +1,41 @@
+"""/strategies: the registry (names, parameters, source fingerprints) and deleting a strategy's results."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import delete, get
+from litestar.params import Parameter
+
+from btledger.api.http.routes.backtests import remove_plots
+from btledger.api.http.schemas import StrategyDeletion, StrategyInfo
+from btledger.api.http.services import Services
+from btledger.domain.errors import NotFound
+from btledger.engine.registry import registry
+
+
+@get("/strategies", summary="Registered strategies")
+async def strategies() -> list[StrategyInfo]:
+    return [
+        StrategyInfo(name=entry.name, fingerprint=entry.fingerprint, origin=entry.origin, params=dict(entry.params))
+        for entry in sorted(registry().values(), key=lambda e: e.name)
+    ]
+
+
+@delete(
+    "/strategies/{name:str}", summary="Delete every live result of a strategy", status_code=200, sync_to_thread=True
+)
+def delete_strategy(
+    services: Services, name: Annotated[str, Parameter(min_length=1, max_length=200)]
+) -> StrategyDeletion:
+    """All at once, atomically; each result's history shows the strategy deletion. Plot files are removed."""
+    ids, position = services.ledger.delete_strategy(name)
+    if not ids and name not in registry():
+        raise NotFound(f"no strategy named {name!r} is registered or has results", field="name")
+    for identity in ids:
+        remove_plots(services, identity)
+    services.settle(position)
+    return StrategyDeletion(strategy=name, deleted=[str(i) for i in ids], position=position)
+
+
+ROUTES = [strategies, delete_strategy]
