@@ -145,8 +145,11 @@ def sharpe_ratio(equity: pd.Series, risk_free_rate: float) -> float | None:
 def _r_squared(values: np.ndarray) -> float | None:
     if len(values) < 2 or np.ptp(values) == 0:
         return None
-    r = np.corrcoef(np.arange(len(values), dtype="float64"), values)[0, 1]
-    return _value(r * r)
+    # Vector dot products, not np.corrcoef's matrix product, which may start BLAS threads in workers.
+    x = np.arange(len(values), dtype="float64")
+    x -= x.mean()
+    y = values - values.mean()
+    return _value(np.dot(x, y) ** 2 / (np.dot(x, x) * np.dot(y, y)))
 
 
 def _binomial_tail(k: int, n: int) -> float:

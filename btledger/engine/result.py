@@ -122,6 +122,22 @@ class RunSpec:
             separators=(",", ":"),
         )
 
+    def __hash__(self) -> int:
+        # The generated hash fails on the `params` dict; this one agrees with the generated __eq__.
+        return hash(
+            (
+                self.strategy,
+                self.ticker,
+                self.timeframe,
+                self.risk,
+                self.date_from,
+                self.date_to,
+                self.initial_cash,
+                self.method,
+                frozenset(self.params.items()),
+            )
+        )
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["date_from"] = self.date_from.isoformat()

@@ -1,0 +1,169 @@
+"""A pool of long-lived worker processes that run backtests and stream their outcomes.
+
+Each worker holds one pipe to the parent and runs one job at a time; the parent hands the next job to
+whichever worker is idle and waits on all pipes and process sentinels at once, so outcomes arrive in
+completion order and the parent always knows which job each worker holds. Jobs and replies are small:
+a `RunSpec` key (the worker loads and caches the data itself) and a plain-JSON `BacktestOutcome`.
+
+A job that raises is reported as an error string; a worker that dies (segfault, killed) is reported
+as an error for its job and replaced; either way the other jobs go on.
+
+On Linux workers are forked, so they start at once with the parent's imports and caches. Each worker
+asks numerical libraries for one thread (the pool already uses every core) and ignores Ctrl-C, which
+the parent handles by closing the pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import TracebackType
+
+from btledger.config import Settings, load_settings
+from btledger.engine.result import BacktestOutcome, RunSpec
+from btledger.engine.runner import run_backtest
+
+Job = tuple[RunSpec, Path | None]
+Completion = tuple[RunSpec, BacktestOutcome | None, str | None]
+
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def _serve(connection: Connection, settings: Settings) -> None:
+    """A worker's life: run each job received, reply (outcome, None) or (None, error), stop on None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
+    while (job := connection.recv()) is not None:
+        spec, plot_path = job
+        try:
+            reply: tuple[BacktestOutcome | None, str | None] = (
+                run_backtest(spec, settings=settings, plot_path=plot_path),
+                None,
+            )
+        except Exception as exc:  # one failing combination must not end the worker
+            reply = (None, f"{type(exc).__name__}: {exc}")
+        connection.send(reply)
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    connection: Connection
+    job: Job | None = None
+
+
+class WorkerPool:
+    """Long-lived worker processes running `run_backtest`.
+
+    `workers` defaults to `settings.workers`, and 0 there means one per core. Use as a context manager,
+    or call `close()`.
+
+        >>> with WorkerPool(2) as pool:
+        ...     for spec, outcome, error in pool.run([(spec_a, None), (spec_b, None)]):
+        ...         ...
+    """
+
+    def __init__(self, workers: int | None = None, *, settings: Settings | None = None) -> None:
+        self._settings = settings or load_settings()
+        self.size = workers or self._settings.workers or os.cpu_count() or 1
+        self._context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        self._workers = [self._start() for _ in range(self.size)]
+
+    def _start(self) -> _Worker:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=_serve, args=(child, self._settings), daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.connection.close()
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join()
+        fresh = self._start()
+        self._workers[self._workers.index(worker)] = fresh
+        return fresh
+
+    def run(self, jobs: Iterable[Job], on_start: Callable[[RunSpec], None] | None = None) -> Iterator[Completion]:
+        """Run `(spec, plot_path)` jobs; yield `(spec, outcome, None)` or `(spec, None, error)` for each,
+        in completion order. `on_start(spec)` is called as a worker takes a job.
+
+        One `run` at a time per pool. Jobs are taken from `jobs` lazily, as workers free up; leaving the
+        loop early stops the jobs still running (their workers are replaced).
+        """
+        pending = iter(jobs)
+        idle = list(self._workers)
+        try:
+            while True:
+                while idle and (job := next(pending, None)) is not None:
+                    worker = idle.pop()
+                    worker.job = job
+                    worker.connection.send(job)
+                    if on_start is not None:
+                        on_start(job[0])
+                busy = [w for w in self._workers if w.job is not None]
+                if not busy:
+                    return
+                ready = set(wait([w.connection for w in busy] + [w.process.sentinel for w in busy]))
+                for worker in busy:
+                    job = worker.job
+                    assert job is not None
+                    if worker.connection in ready:
+                        try:
+                            outcome, error = worker.connection.recv()
+                        except EOFError:  # died mid-reply
+                            outcome, error = None, self._death(worker)
+                            worker = self._replace(worker)
+                    elif worker.process.sentinel in ready:
+                        outcome, error = None, self._death(worker)
+                        worker = self._replace(worker)
+                    else:
+                        continue
+                    worker.job = None
+                    idle.append(worker)
+                    yield job[0], outcome, error
+        finally:
+            for worker in self._workers:
+                if worker.job is not None:
+                    self._replace(worker)
+
+    @staticmethod
+    def _death(worker: _Worker) -> str:
+        worker.process.join()
+        return f"worker process died (exit code {worker.process.exitcode})"
+
+    def close(self) -> None:
+        """Stop every worker (those still running a job are killed)."""
+        for worker in self._workers:
+            with contextlib.suppress(OSError):  # a dead worker's pipe is broken: nothing to tell it
+                worker.connection.send(None)
+        for worker in self._workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.connection.close()
+        self._workers = []
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,70 @@
+"""The worker pool: streaming completions, surviving a failing job and a dying worker."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from types import MappingProxyType
+
+import pytest
+from backtesting import Strategy
+
+from btledger.engine import registry as registry_module
+from btledger.engine.pool import WorkerPool
+from btledger.engine.result import RunSpec
+
+
+class Crash(Strategy):
+    """Kills its worker process, as a segfaulting extension would."""
+
+    def init(self) -> None:
+        os._exit(3)
+
+    def next(self) -> None:
+        pass
+
+
+def spec(strategy: str = "SmaCross", ticker: str = "EURUSD", **change) -> RunSpec:
+    fields = {"timeframe": "H4", "risk": 1.0, "date_from": date(2017, 5, 1), "date_to": date(2018, 2, 1)}
+    return RunSpec(strategy=strategy, ticker=ticker, initial_cash=100_000.0, **(fields | change))
+
+
+@pytest.fixture
+def pool(monkeypatch: pytest.MonkeyPatch):
+    # Registered before the workers fork, so they know it too.
+    known = dict(registry_module.registry()) | {"Crash": registry_module._entry("Crash", Crash, __name__)}
+    monkeypatch.setattr(registry_module, "registry", lambda: MappingProxyType(known))
+    with WorkerPool(2) as workers:
+        yield workers
+
+
+def test_pool_survives_a_failing_job_and_a_dead_worker(pool: WorkerPool) -> None:
+    jobs = [
+        spec(),
+        spec(ticker="NOPE"),
+        spec("Crash"),
+        spec("DonchianBreakout"),
+        spec("RsiMeanReversion", timeframe="D1"),
+    ]
+    started: list[RunSpec] = []
+    results = {s: (outcome, error) for s, outcome, error in pool.run([(s, None) for s in jobs], started.append)}
+    assert set(results) == set(started) == set(jobs)
+
+    assert results[jobs[1]][0] is None
+    assert results[jobs[1]][1].startswith("DataError: ticker: unknown ticker 'NOPE'")
+    assert results[jobs[2]] == (None, "worker process died (exit code 3)")
+    for good in (jobs[0], jobs[3], jobs[4]):
+        outcome, error = results[good]
+        assert error is None and outcome is not None and outcome.metrics["trades"] > 0
+
+    # The replaced worker serves the next batch; leaving a batch early leaves the pool usable.
+    for _ in pool.run([(spec(), None), (spec("DonchianBreakout"), None), (spec("RandomTrader"), None)]):
+        break
+    again = list(pool.run([(spec(), None)]))
+    assert again[0][1] is not None and again[0][1].metrics == results[jobs[0]][0].metrics
+
+
+def test_pool_writes_plots(pool: WorkerPool, tmp_path) -> None:
+    target = tmp_path / "one.html"
+    [(_, outcome, error)] = list(pool.run([(spec(), target)]))
+    assert error is None and outcome.plot_path == str(target) and target.exists()
