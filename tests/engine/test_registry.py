@@ -1,0 +1,64 @@
+"""The strategy registry: names, parameters, fingerprints, entry points."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+from btledger.engine import SpecError, registry
+from btledger.engine.registry import get_strategy, strategy_names
+
+
+@pytest.fixture
+def fresh_registry():
+    registry.registry.cache_clear()
+    yield
+    registry.registry.cache_clear()
+
+
+def test_shipped_strategies_are_registered() -> None:
+    assert {"SmaCross", "DonchianBreakout", "RsiMeanReversion", "RandomTrader"} <= set(strategy_names())
+    assert "RiskSizedStrategy" not in strategy_names()  # imported into the modules, not defined there
+
+
+def test_unknown_name_lists_the_known_ones() -> None:
+    with pytest.raises(SpecError) as raised:
+        get_strategy("btledger.strategies.sma_cross.SmaCross")  # a module path is not a name
+    message = str(raised.value)
+    assert message.startswith("strategy: unknown strategy 'btledger.strategies.sma_cross.SmaCross' (known: ")
+    assert "DonchianBreakout, RandomTrader, RsiMeanReversion, SmaCross" in message
+
+
+def test_parameters_and_overrides() -> None:
+    entry = get_strategy("SmaCross")
+    assert dict(entry.params) == {"n_fast": 12, "n_slow": 50, "atr_period": 14, "sl_atr": 2.0, "tp_ratio": 1.5}
+    resolved = entry.resolve_params({"n_fast": 10.0, "sl_atr": 3})
+    assert resolved["n_fast"] == 10 and type(resolved["n_fast"]) is int
+    assert resolved["sl_atr"] == 3.0 and type(resolved["sl_atr"]) is float
+    with pytest.raises(SpecError, match=r"^params: unknown parameter 'avg_trade_duration' for RandomTrader"):
+        get_strategy("RandomTrader").resolve_params({"avg_trade_duration": 5})
+    for bad in ({"n_fast": 10.5}, {"n_fast": True}, {"sl_atr": "2"}):
+        with pytest.raises(SpecError, match=r"^params: SmaCross\.\w+ must be"):
+            entry.resolve_params(bad)
+
+
+def test_fingerprint_is_the_module_source_hash() -> None:
+    entry = get_strategy("DonchianBreakout")
+    source = Path(sys.modules[entry.cls.__module__].__file__).read_bytes()
+    assert entry.fingerprint == hashlib.sha256(source).hexdigest()
+
+
+def test_entry_points_register_installed_strategies(fresh_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    point = EntryPoint("Crossing", "btledger.strategies.sma_cross:SmaCross", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group == registry.ENTRY_POINT_GROUP else [])
+    assert get_strategy("Crossing").origin == "entry point btledger.strategies.sma_cross:SmaCross"
+
+    clash = EntryPoint("SmaCross", "btledger.strategies.sma_cross:SmaCross", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [clash])
+    registry.registry.cache_clear()
+    with pytest.raises(ValueError, match="strategy 'SmaCross' is defined twice"):
+        strategy_names()
