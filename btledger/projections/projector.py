@@ -78,6 +78,8 @@ class _Backtest:
     key: dict[str, Any]  # a backtest_keys row
     current: dict[str, Any] | None  # the current result as a backtests row (kept while deleted)
     live_at_start: bool
+    #: Registered in this batch: the read model holds no row of it yet, so nothing to delete.
+    is_new: bool = False
     new_result: LedgerEvent | None = None
     tests: list[LedgerEvent] = field(default_factory=list)  # recorded after the batch's last result
     versions: list[dict[str, Any]] = field(default_factory=list)
@@ -175,6 +177,7 @@ class _Batch:
             },
             current=None,
             live_at_start=False,
+            is_new=True,
         )
 
     def _on_ResultRecorded(self, event: LedgerEvent, backtest: _Backtest) -> None:
@@ -218,11 +221,10 @@ class _Batch:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def _insert(self, table: s.Table, data: pa.Table | dict[str, list[Any]], text: Iterable[str] = ()) -> None:
-        frame = data if isinstance(data, pa.Table) else arrow_table(table, data, text)
-        if frame.num_rows == 0:
+    def _insert(self, table: s.Table, columns: dict[str, list[Any]], text: Iterable[str] = ()) -> None:
+        if not columns[table.columns[0][0]]:
             return
-        self.cur.register("_batch_rows", frame)
+        self.cur.register("_batch_rows", arrow_table(table, columns, text))
         try:
             self.cur.execute(f"INSERT INTO {self.schema}.{table.name} BY NAME SELECT * FROM _batch_rows")
         finally:
@@ -246,7 +248,7 @@ class _Batch:
         self._insert(s.LEDGER_EVENTS, _rows_to_columns(s.LEDGER_EVENTS, self.ledger_rows))
 
         # Every backtest loaded or registered here was touched by an event of the batch.
-        self._delete(s.BACKTEST_KEYS, "id", [b.key["id"] for b in backtests])
+        self._delete(s.BACKTEST_KEYS, "id", [b.key["id"] for b in backtests if not b.is_new])
         keys = [{**b.key, "status": b.status} for b in backtests]
         self._insert(s.BACKTEST_KEYS, _rows_to_columns(s.BACKTEST_KEYS, keys))
 
@@ -267,14 +269,14 @@ class _Batch:
             self.cur.unregister("_closes")
         versions = [row for b in changed for row in b.versions]
         self._insert(s.BACKTEST_VERSIONS, _rows_to_columns(s.BACKTEST_VERSIONS, versions))
-        self._delete(s.BACKTESTS, "id", [b.key["id"] for b in changed])
+        self._delete(s.BACKTESTS, "id", [b.key["id"] for b in changed if not b.is_new])
         live = [b.current for b in changed if b.live and b.current is not None]
         self._insert(s.BACKTESTS, _rows_to_columns(s.BACKTESTS, live))
 
         self._write_result_rows(list(backtests))
 
     def _write_result_rows(self, backtests: list[_Backtest]) -> None:
-        replaced = [b.key["id"] for b in backtests if b.new_result is not None]
+        replaced = [b.key["id"] for b in backtests if b.new_result is not None and not b.is_new]
         for table in s.RESULT_ROWS:
             self._delete(table, "backtest_id", replaced)
             self._delete(s.ARCHIVES[table.name], "backtest_id", replaced)
