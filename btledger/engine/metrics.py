@@ -56,11 +56,16 @@ seed's gross price returns); None when there is no losing money (no losers, or l
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from btledger.engine.result import TRADE_COLUMNS, JsonScalar
+
+#: Trades column-wise: TRADE_COLUMNS to arrays (a `trade_table`), or a DataFrame with those columns.
+Trades = Mapping[str, Any]
 
 
 def _value(x: float) -> float | None:
@@ -69,61 +74,68 @@ def _value(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _mean(values: pd.Series) -> float | None:
+def _floats(trades: Trades, name: str) -> np.ndarray:
+    return np.asarray(trades[name], dtype="float64")
+
+
+def _mean(values: np.ndarray) -> float | None:
     return _value(values.mean()) if len(values) else None
 
 
-def _std(values: pd.Series) -> float | None:
+def _std(values: np.ndarray) -> float | None:
     return _value(values.std(ddof=1)) if len(values) >= 2 else None
+
+
+def _win_rate(won: np.ndarray) -> float | None:
+    return float(won.mean() * 100) if len(won) else None
 
 
 def _longest_run(flags: np.ndarray) -> int:
     longest = current = 0
-    for flag in flags:
+    for flag in flags.tolist():
         current = current + 1 if flag else 0
         longest = max(longest, current)
     return longest
 
 
-def trade_table(bt_trades: pd.DataFrame, equity: pd.Series) -> pd.DataFrame:
-    """backtesting.py's trade frame (`stats._trades`) as a frame with columns TRADE_COLUMNS.
+def trade_table(bt_trades: pd.DataFrame, equity: pd.Series) -> dict[str, np.ndarray]:
+    """backtesting.py's trade frame (`stats._trades`) as arrays keyed by TRADE_COLUMNS, in that order.
 
     `equity` is the bar-level equity curve (`stats._equity_curve.Equity`) of the same run.
     """
-    curve = equity.to_numpy()
+    curve = equity.to_numpy(dtype="float64")
     entry_bar = bt_trades["EntryBar"].to_numpy(dtype="int64")
     exit_bar = bt_trades["ExitBar"].to_numpy(dtype="int64")
     net = bt_trades["PnL"].to_numpy(dtype="float64")
     commission = bt_trades["Commission"].to_numpy(dtype="float64")
     before = curve[np.maximum(entry_bar - 1, 0)]
-    table = pd.DataFrame(
-        {
-            "size": bt_trades["Size"].to_numpy(dtype="float64"),
-            "entry_bar": entry_bar,
-            "exit_bar": exit_bar,
-            "entry_price": bt_trades["EntryPrice"].to_numpy(dtype="float64"),
-            "exit_price": bt_trades["ExitPrice"].to_numpy(dtype="float64"),
-            "sl": bt_trades["SL"].to_numpy(dtype="float64"),
-            "tp": bt_trades["TP"].to_numpy(dtype="float64"),
-            "pnl": net + commission,
-            "commission": commission,
-            "net_pnl": net,
-            "return_pct": net / before * 100,
-            "entry_time": bt_trades["EntryTime"].to_numpy(),
-            "exit_time": bt_trades["ExitTime"].to_numpy(),
-            "duration_days": pd.to_timedelta(bt_trades["Duration"]).dt.total_seconds().to_numpy() / 86400,
-            "equity_at_exit": curve[exit_bar],
-            "tag": bt_trades["Tag"].to_numpy(),
-        }
-    )
-    return table[list(TRADE_COLUMNS)]
+    return {
+        "size": bt_trades["Size"].to_numpy(dtype="float64"),
+        "entry_bar": entry_bar,
+        "exit_bar": exit_bar,
+        "entry_price": bt_trades["EntryPrice"].to_numpy(dtype="float64"),
+        "exit_price": bt_trades["ExitPrice"].to_numpy(dtype="float64"),
+        "sl": bt_trades["SL"].to_numpy(dtype="float64"),
+        "tp": bt_trades["TP"].to_numpy(dtype="float64"),
+        "pnl": net + commission,
+        "commission": commission,
+        "net_pnl": net,
+        "return_pct": net / before * 100,
+        "entry_time": bt_trades["EntryTime"].to_numpy(),
+        "exit_time": bt_trades["ExitTime"].to_numpy(),
+        "duration_days": pd.to_timedelta(bt_trades["Duration"]).to_numpy(dtype="timedelta64[ns]").astype("int64")
+        / 86_400e9,
+        "equity_at_exit": curve[exit_bar],
+        "tag": bt_trades["Tag"].to_numpy(),
+    }
 
 
 def _annual_periods(index: pd.DatetimeIndex) -> tuple[str, int]:
-    # backtesting.py 0.6.6's choice of resampling frequency and periods per year (_stats.compute_stats).
-    period = pd.Series(index[-100:]).diff().dropna().median()
-    days = period.days if isinstance(period, pd.Timedelta) else 0
-    weekends = index.day_of_week.to_series().between(5, 6).mean() > 2 / 7 * 0.6
+    # backtesting.py 0.6.6's choice of resampling frequency and periods per year (_stats.compute_stats):
+    # the median spacing of the last 100 bars, and whether weekend bars are common.
+    stamps = index[-100:].as_unit("ns").asi8
+    days = int(np.median(np.diff(stamps)) // 86_400e9) if len(stamps) > 1 else 0
+    weekends = np.isin(index.day_of_week, (5, 6)).mean() > 2 / 7 * 0.6
     periods = {7: 52, 31: 12, 365: 1}.get(days, 365 if weekends else 252)
     return {7: "W", 31: "ME", 365: "YE"}.get(days, "D"), periods
 
@@ -180,11 +192,11 @@ def _distribution(returns: np.ndarray) -> dict[str, float | None]:
     }
 
 
-def backtest_metrics(trades: pd.DataFrame, equity: pd.Series, risk_free_rate: float) -> dict[str, JsonScalar]:
-    """The METRIC_COLUMNS of a run from its `trade_table` and bar-level equity (DatetimeIndex)."""
+def backtest_metrics(trades: Trades, equity: pd.Series, risk_free_rate: float) -> dict[str, JsonScalar]:
+    """The METRIC_COLUMNS of a run from its trades (see `Trades`) and bar-level equity (DatetimeIndex)."""
     curve = equity.to_numpy(dtype="float64")
-    n = len(trades)
-    net = trades["net_pnl"].to_numpy()
+    net = _floats(trades, "net_pnl")
+    n = len(net)
     won = net > 0
     wins = int(won.sum())
 
@@ -193,8 +205,8 @@ def backtest_metrics(trades: pd.DataFrame, equity: pd.Series, risk_free_rate: fl
     stability = _r_squared(curve)
 
     in_market = np.zeros(len(curve) + 1)
-    np.add.at(in_market, trades["entry_bar"].to_numpy(dtype="int64"), 1)
-    np.add.at(in_market, trades["exit_bar"].to_numpy(dtype="int64") + 1, -1)
+    np.add.at(in_market, np.asarray(trades["entry_bar"], dtype="int64"), 1)
+    np.add.at(in_market, np.asarray(trades["exit_bar"], dtype="int64") + 1, -1)
     exposure = float((np.cumsum(in_market[:-1]) > 0).mean()) * 100
 
     if n == 0 or wins == 0:
@@ -205,7 +217,7 @@ def backtest_metrics(trades: pd.DataFrame, equity: pd.Series, risk_free_rate: fl
         win_fraction = wins / n
         kelly = _value(win_fraction - (1 - win_fraction) * -net[~won].mean() / net[won].mean())
 
-    exits = trades["equity_at_exit"].to_numpy(dtype="float64")
+    exits = _floats(trades, "equity_at_exit")
     per_trade = exits / np.concatenate(([curve[0]], exits[:-1])) - 1
 
     if n == 0:
@@ -222,7 +234,7 @@ def backtest_metrics(trades: pd.DataFrame, equity: pd.Series, risk_free_rate: fl
         "return_pct": _value(return_pct),
         "drawdown_pct": drawdown_pct,
         "return_dd": _value(return_pct / drawdown_pct) if drawdown_pct > 0 else None,
-        "win_rate": wins / n * 100 if n else None,
+        "win_rate": _win_rate(won),
         "duration_days": int((index[-1] - index[0]).days),
         "exposure_time": exposure,
         "kelly_criterion": kelly,
@@ -233,26 +245,27 @@ def backtest_metrics(trades: pd.DataFrame, equity: pd.Series, risk_free_rate: fl
     }
 
 
-def trade_performance(trades: pd.DataFrame) -> dict[str, JsonScalar]:
-    """The TRADE_PERFORMANCE_COLUMNS of a run from its `trade_table`."""
-    returns = trades["return_pct"]
-    won = trades["net_pnl"] > 0
-    long = trades["size"] > 0
+def trade_performance(trades: Trades) -> dict[str, JsonScalar]:
+    """The TRADE_PERFORMANCE_COLUMNS of a run from its trades (see `Trades`)."""
+    returns = _floats(trades, "return_pct")
+    durations = _floats(trades, "duration_days")
+    net = _floats(trades, "net_pnl")
+    won = net > 0
+    long = _floats(trades, "size") > 0
     short = ~long
-    net = trades["net_pnl"]
     losses = -net[~won].sum()
 
-    def rate(group: pd.Series) -> float | None:
-        return float((won & group).sum() / group.sum() * 100) if group.any() else None
+    def rate(group: np.ndarray) -> float | None:
+        return _win_rate(won[group])
 
-    def pair(prefix: str, mask: pd.Series) -> dict[str, float | None]:
+    def pair(prefix: str, mask: np.ndarray) -> dict[str, float | None]:
         return {f"{prefix}_mean_return_pct": _mean(returns[mask]), f"{prefix}_std_return_pct": _std(returns[mask])}
 
-    summary: dict[str, JsonScalar] = {
+    return {
         "mean_return_pct": _mean(returns),
         "std_return_pct": _std(returns),
-        "mean_trade_duration": _mean(trades["duration_days"]),
-        "std_trade_duration": _std(trades["duration_days"]),
+        "mean_trade_duration": _mean(durations),
+        "std_trade_duration": _std(durations),
         "mean_winning_return_pct": _mean(returns[won]),
         "std_winning_return_pct": _std(returns[won]),
         "mean_losing_return_pct": _mean(returns[~won]),
@@ -266,27 +279,27 @@ def trade_performance(trades: pd.DataFrame) -> dict[str, JsonScalar]:
         **pair("win_short", won & short),
         **pair("lose_short", ~won & short),
         "profit_factor": _value(net[won].sum() / losses) if losses > 0 else None,
-        "win_rate": float(won.mean() * 100) if len(trades) else None,
-        "consecutive_wins": _longest_run(won.to_numpy()),
-        "consecutive_losses": _longest_run(~won.to_numpy()),
+        "win_rate": _win_rate(won),
+        "consecutive_wins": _longest_run(won),
+        "consecutive_losses": _longest_run(~won),
         "long_count": int(long.sum()),
         "short_count": int(short.sum()),
     }
-    return summary
 
 
-def trades_json(trades: pd.DataFrame) -> dict[str, list[JsonScalar]]:
-    """A `trade_table` column-wise in plain JSON: floats (None for a missing SL/TP), bar numbers as ints,
-    times as ISO-8601 UTC strings, tags as str or None."""
+def trades_json(trades: Trades) -> dict[str, list[JsonScalar]]:
+    """Trades column-wise in plain JSON: floats (None for a missing SL/TP), bar numbers as ints, times as
+    ISO-8601 UTC strings to the second (`2017-05-02T10:00:00+00:00`), tags as str or None."""
     columns: dict[str, list[JsonScalar]] = {}
     for name in TRADE_COLUMNS:
-        values = trades[name].tolist()
+        values = trades[name]
         if name in ("entry_time", "exit_time"):
-            columns[name] = [pd.Timestamp(v).tz_convert("UTC").isoformat() for v in values]
+            utc = pd.DatetimeIndex(pd.to_datetime(values, utc=True)).tz_localize(None).to_numpy()
+            columns[name] = np.char.add(np.datetime_as_string(utc, unit="s"), "+00:00").tolist()
         elif name in ("entry_bar", "exit_bar"):
-            columns[name] = [int(v) for v in values]
+            columns[name] = np.asarray(values, dtype="int64").tolist()
         elif name == "tag":
             columns[name] = [None if pd.isna(v) else str(v) for v in values]
         else:
-            columns[name] = [_value(v) for v in values]
+            columns[name] = [_value(v) for v in np.asarray(values, dtype="float64").tolist()]
     return columns
