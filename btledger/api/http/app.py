@@ -61,11 +61,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         with ExitStack() as stack:
+            # The pool forks its workers: first, while this process runs no other thread (DuckDB's
+            # and the projector's would be copied in whatever state they are).
+            pool = stack.enter_context(bootstrap.open_pool(workers))
             ledger = bootstrap.open_ledger(home)
             readmodel = stack.enter_context(ReadModel.open(home / "readmodel.duckdb"))
             # Catches up in its thread: the server answers at once, /health shows the lag meanwhile.
             projector = stack.enter_context(Projector(readmodel, ledger))
-            pool = stack.enter_context(bootstrap.open_pool(workers))
             batch_jobs = Jobs(
                 run=lambda command, on_progress: run_batch(ledger, command, pool, home, on_progress),
                 settle=lambda position: services.settle(position),

@@ -11,7 +11,7 @@ from http import HTTPStatus
 from typing import Any
 
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import ClientException, HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 from pydantic import BaseModel, ValidationError
 
@@ -56,9 +56,10 @@ def _conflict(_: Request[Any, Any, Any], exc: Conflict) -> Response[ErrorBody]:
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
     """Litestar's parameter and body validation: report the first problem and its field."""
     first: dict[str, Any] = exc.extra[0] if isinstance(exc.extra, list) and exc.extra else {}
-    field = first.get("key") or _model_level_field(exc) or ("body" if first.get("source") == "body" else None)
+    key = first.get("key")
+    field = (key if key != "data" else None) or _model_level_field(exc) or "body"  # `data` is the body itself
     detail = str(first.get("message") or exc.detail).removeprefix("Value error, ")
-    return error_response(400, detail, field or "body")
+    return error_response(400, detail, field)
 
 
 def _model_level_field(exc: BaseException) -> str | None:
@@ -75,7 +76,9 @@ def _model_level_field(exc: BaseException) -> str | None:
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     if exc.status_code >= 500:
         log.error("HTTP %s: %s", exc.status_code, exc.detail)
-    return error_response(exc.status_code, exc.detail, headers=exc.headers)
+    # Litestar raises a plain ClientException when the body cannot be decoded (malformed JSON).
+    field = "body" if type(exc) is ClientException else None
+    return error_response(exc.status_code, exc.detail, field, headers=exc.headers)
 
 
 def _timeout(_: Request[Any, Any, Any], exc: TimeoutError) -> Response[ErrorBody]:

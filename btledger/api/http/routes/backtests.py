@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from litestar import Response, delete, get, post, put
-from litestar.params import Body, Parameter
+from litestar.di import NamedDependency
+from litestar.params import Body, FromQuery, PathParameter, QueryParameter
 from litestar.response import File
 
 from btledger.api.http.schemas import (
@@ -31,8 +32,8 @@ from btledger.domain.robustness import KINDS, run_robustness_test
 from btledger.projections import queries
 
 #: A finite threshold: NaN and ±inf fail the bounds and are rejected as bad input.
-Threshold = Annotated[float | None, Parameter(ge=-1e18, le=1e18)]
-IdPath = Annotated[str, Parameter(description="A backtest id or a unique prefix of it (at least 4 hex digits).")]
+Threshold = Annotated[float | None, QueryParameter(ge=-1e18, le=1e18)]
+IdPath = Annotated[str, PathParameter(description="A backtest id or a unique prefix of it (at least 4 hex digits).")]
 PLOT_MODES = ("persist", "temp")
 
 
@@ -51,7 +52,7 @@ def live_backtest(services: Services, id_or_prefix: str) -> tuple[UUID, dict[str
 
 @get("/backtests", summary="Filtered search")
 async def search(
-    services: Services,
+    services: NamedDependency[Services],
     min_return: Threshold = None,
     max_drawdown: Threshold = None,
     min_stability_ratio: Threshold = None,
@@ -60,13 +61,13 @@ async def search(
     min_return_dd: Threshold = None,
     min_stability_weighted_rar: Threshold = None,
     min_win_rate: Threshold = None,
-    strategy: Annotated[str | None, Parameter(max_length=200, description="Substring, case-insensitive.")] = None,
-    ticker: Annotated[str | None, Parameter(max_length=200, description="Substring, case-insensitive.")] = None,
-    favorite_only: bool = False,
-    sort: SortColumn = "return_dd",
-    order: Literal["asc", "desc"] = "desc",
-    limit: Annotated[int, Parameter(ge=0, le=1000)] = 100,
-    offset: Annotated[int, Parameter(ge=0, le=10**12)] = 0,
+    strategy: Annotated[str | None, QueryParameter(max_length=200, description="Substring, case-insensitive.")] = None,
+    ticker: Annotated[str | None, QueryParameter(max_length=200, description="Substring, case-insensitive.")] = None,
+    favorite_only: FromQuery[bool] = False,
+    sort: FromQuery[SortColumn] = "return_dd",
+    order: FromQuery[Literal["asc", "desc"]] = "desc",
+    limit: Annotated[int, QueryParameter(ge=0, le=1000)] = 100,
+    offset: Annotated[int, QueryParameter(ge=0, le=10**12)] = 0,
 ) -> Response[SearchPage]:
     """Live results passing every given threshold (a NULL metric fails it), sorted (NULLs last, then by id)
     and paged; `total` counts every match."""
@@ -96,7 +97,7 @@ async def search(
 
 
 @get("/backtests/{backtest_id:str}", summary="One result")
-async def backtest(services: Services, backtest_id: IdPath) -> Response[BacktestDetail]:
+async def backtest(services: NamedDependency[Services], backtest_id: IdPath) -> Response[BacktestDetail]:
     def detail() -> dict[str, Any]:
         identity, row = live_backtest(services, backtest_id)
         base = f"/backtests/{identity}"
@@ -110,7 +111,7 @@ async def backtest(services: Services, backtest_id: IdPath) -> Response[Backtest
 
 
 @get("/backtests/{backtest_id:str}/trades", summary="Trades of a result")
-async def trades(services: Services, backtest_id: IdPath) -> Response[list[TradeRow]]:  # type: ignore[valid-type]
+async def trades(services: NamedDependency[Services], backtest_id: IdPath) -> Response[list[TradeRow]]:  # type: ignore[valid-type]
     def rows() -> list[dict[str, Any]]:
         identity, _ = live_backtest(services, backtest_id)
         return services.read(lambda cur: queries.trades_of(cur, str(identity)))
@@ -119,7 +120,7 @@ async def trades(services: Services, backtest_id: IdPath) -> Response[list[Trade
 
 
 @get("/backtests/{backtest_id:str}/history", summary="Every event of a result")
-async def history(services: Services, backtest_id: IdPath) -> Response[list[HistoryEntry]]:
+async def history(services: NamedDependency[Services], backtest_id: IdPath) -> Response[list[HistoryEntry]]:
     """Deleted results too: the history is never removed."""
 
     def rows() -> list[dict[str, Any]]:
@@ -130,7 +131,7 @@ async def history(services: Services, backtest_id: IdPath) -> Response[list[Hist
 
 
 @get("/backtests/{backtest_id:str}/plot", summary="The HTML plot of a result", sync_to_thread=True)
-def plot(services: Services, backtest_id: IdPath) -> File:
+def plot(services: NamedDependency[Services], backtest_id: IdPath) -> File:
     identity = services.ledger.resolve(backtest_id)
     for mode in PLOT_MODES:
         path = plot_path(services.home, mode, identity)
@@ -140,7 +141,7 @@ def plot(services: Services, backtest_id: IdPath) -> File:
 
 
 @put("/backtests/{backtest_id:str}/favorite", summary="Toggle the favourite flag", sync_to_thread=True)
-def toggle_favorite(services: Services, backtest_id: IdPath) -> FavoriteResult:
+def toggle_favorite(services: NamedDependency[Services], backtest_id: IdPath) -> FavoriteResult:
     identity = services.ledger.resolve(backtest_id)
     value, position = services.ledger.toggle_favorite(identity)
     services.settle(position)
@@ -149,9 +150,9 @@ def toggle_favorite(services: Services, backtest_id: IdPath) -> FavoriteResult:
 
 @delete("/backtests/{backtest_id:str}", summary="Delete a result", status_code=200, sync_to_thread=True)
 def delete_backtest(
-    services: Services,
+    services: NamedDependency[Services],
     backtest_id: IdPath,
-    reason: Annotated[str, Parameter(min_length=1, max_length=500)] = "deleted by user",
+    reason: Annotated[str, QueryParameter(min_length=1, max_length=500)] = "deleted by user",
 ) -> DeletionResult:
     """A tombstone: the history stays and a restore brings the result back. Its plot file is removed."""
     identity = services.ledger.resolve(backtest_id)
@@ -162,7 +163,7 @@ def delete_backtest(
 
 
 @post("/backtests/{backtest_id:str}/restore", summary="Undo a deletion", status_code=200, sync_to_thread=True)
-def restore(services: Services, backtest_id: IdPath) -> DeletionResult:
+def restore(services: NamedDependency[Services], backtest_id: IdPath) -> DeletionResult:
     identity = services.ledger.resolve(backtest_id)
     position = services.ledger.restore(identity)
     services.settle(position)
@@ -176,9 +177,9 @@ def restore(services: Services, backtest_id: IdPath) -> DeletionResult:
     sync_to_thread=True,
 )
 def run_test(
-    services: Services,
+    services: NamedDependency[Services],
     backtest_id: IdPath,
-    kind: Annotated[str, Parameter(description=f"One of: {', '.join(KINDS)}.", max_length=32)],
+    kind: Annotated[str, PathParameter(description=f"One of: {', '.join(KINDS)}.", max_length=32)],
     data: Annotated[
         dict[str, Any] | None,
         Body(
@@ -197,7 +198,7 @@ def run_test(
 
 
 @get("/backtests/{backtest_id:str}/tests", summary="Robustness tests of a result")
-async def tests(services: Services, backtest_id: IdPath) -> Response[list[RobustnessTest]]:
+async def tests(services: NamedDependency[Services], backtest_id: IdPath) -> Response[list[RobustnessTest]]:
     def rows() -> list[dict[str, Any]]:
         identity, _ = live_backtest(services, backtest_id)
         return services.read(lambda cur: queries.robustness_tests_of(cur, str(identity)))

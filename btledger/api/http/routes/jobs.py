@@ -7,7 +7,8 @@ from typing import Annotated
 
 import msgspec
 from litestar import Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import HeaderParameter, JSONBody, PathParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from btledger.api.http.jobs import Job
@@ -15,7 +16,7 @@ from btledger.api.http.schemas import JobAccepted, JobView
 from btledger.api.http.services import Services
 from btledger.domain.commands import RunBatch
 
-JobId = Annotated[str, Parameter(max_length=64)]
+JobId = Annotated[str, PathParameter(max_length=64)]
 
 
 def _links(job_id: str) -> dict[str, str]:
@@ -23,7 +24,7 @@ def _links(job_id: str) -> dict[str, str]:
 
 
 @post("/backtests", summary="Run a batch", status_code=202)
-async def run_batch(services: Services, data: RunBatch) -> Response[JobAccepted]:
+async def run_batch(services: NamedDependency[Services], data: JSONBody[RunBatch]) -> Response[JobAccepted]:
     """Queue strategies × tickers × timeframes × risks over one date range. The body is validated in full
     (names against the registry and the configs) before anything runs; progress streams at the events link."""
     job = services.jobs.submit(data)
@@ -32,7 +33,7 @@ async def run_batch(services: Services, data: RunBatch) -> Response[JobAccepted]
 
 
 @get("/jobs/{job_id:str}", summary="A batch job's status and counts")
-async def job_status(services: Services, job_id: JobId) -> JobView:
+async def job_status(services: NamedDependency[Services], job_id: JobId) -> JobView:
     job = services.jobs.get(job_id)
     return JobView(
         id=job.id,
@@ -50,9 +51,9 @@ async def job_status(services: Services, job_id: JobId) -> JobView:
 
 @get("/jobs/{job_id:str}/events", summary="A batch job's progress as server-sent events")
 async def job_events(
-    services: Services,
+    services: NamedDependency[Services],
     job_id: JobId,
-    last_event_id: Annotated[int | None, Parameter(header="Last-Event-ID", ge=0)] = None,
+    last_event_id: Annotated[int | None, HeaderParameter(name="Last-Event-ID", ge=0)] = None,
 ) -> ServerSentEvent:
     """`progress` events (one per combination state change: queued, running, recorded, skipped, failed),
     then one `summary` (or `error`) event, after which the stream ends. A client connecting late gets every

@@ -6,21 +6,22 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Response, get
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import PathParameter, QueryParameter
 
 from btledger.api.http.schemas import BacktestRow, RobustRow
 from btledger.api.http.services import Services
 from btledger.projections import queries
 
-Name = Annotated[str, Parameter(min_length=1, max_length=200)]
+Name = Annotated[str, PathParameter(min_length=1, max_length=200)]
 
 
 @get("/rankings/robust", summary="Robust ranking")
 async def robust(
-    services: Services,
-    strategy: Annotated[str | None, Parameter(min_length=1, max_length=200)] = None,
+    services: NamedDependency[Services],
+    strategy: Annotated[str | None, QueryParameter(min_length=1, max_length=200)] = None,
     as_of: Annotated[
-        datetime | None, Parameter(description="ISO-8601 timestamp with a timezone: the ranking as it was then.")
+        datetime | None, QueryParameter(description="ISO-8601 timestamp with a timezone: the ranking as it was then.")
     ] = None,
 ) -> Response[list[RobustRow]]:  # type: ignore[valid-type]
     """The best run of every strategy × ticker pair whose average return/drawdown over the selected
@@ -36,7 +37,7 @@ async def robust(
     "/strategies/{name:str}/tickers/{ticker:str}/backtests",
     summary="Runs of a strategy on a ticker",
 )
-async def strategy_ticker(services: Services, name: Name, ticker: Name) -> Response[list[BacktestRow]]:  # type: ignore[valid-type]
+async def strategy_ticker(services: NamedDependency[Services], name: Name, ticker: Name) -> Response[list[BacktestRow]]:  # type: ignore[valid-type]
     """Every live result of the strategy on the ticker (exact names), best stability-weighted RAR first."""
 
     def rows() -> list[dict[str, Any]]:
@@ -46,7 +47,7 @@ async def strategy_ticker(services: Services, name: Name, ticker: Name) -> Respo
 
 
 @get("/favorites", summary="Favourite results")
-async def favorites(services: Services) -> Response[list[BacktestRow]]:  # type: ignore[valid-type]
+async def favorites(services: NamedDependency[Services]) -> Response[list[BacktestRow]]:  # type: ignore[valid-type]
     return await services.cached_json(("favorites",), lambda: services.read(queries.favorites))
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import delete, get
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import PathParameter
 
 from btledger.api.http.routes.backtests import remove_plots
 from btledger.api.http.schemas import StrategyDeletion, StrategyInfo
@@ -26,7 +27,7 @@ async def strategies() -> list[StrategyInfo]:
     "/strategies/{name:str}", summary="Delete every live result of a strategy", status_code=200, sync_to_thread=True
 )
 def delete_strategy(
-    services: Services, name: Annotated[str, Parameter(min_length=1, max_length=200)]
+    services: NamedDependency[Services], name: Annotated[str, PathParameter(min_length=1, max_length=200)]
 ) -> StrategyDeletion:
     """All at once, atomically; each result's history shows the strategy deletion. Plot files are removed."""
     ids, position = services.ledger.delete_strategy(name)

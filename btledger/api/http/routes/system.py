@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, QueryParameter
 
 from btledger.api.http.schemas import Health, SqlRequest, SqlResponse
 from btledger.api.http.services import SETTLE_TIMEOUT_S, Services
@@ -15,10 +16,10 @@ from btledger.projections import queries
 
 @get("/health", summary="Event store and read model positions", sync_to_thread=True)
 def health(
-    services: Services,
+    services: NamedDependency[Services],
     wait_for: Annotated[
         int | None,
-        Parameter(
+        QueryParameter(
             ge=0,
             le=2**62,
             description="Answer once the read model includes this ledger position "
@@ -44,7 +45,7 @@ def health(
 
 
 @post("/sql", summary="Run one read-only SQL statement on the read model", status_code=200, sync_to_thread=True)
-def sql(services: Services, data: SqlRequest) -> SqlResponse:
+def sql(services: NamedDependency[Services], data: JSONBody[SqlRequest]) -> SqlResponse:
     """SELECT (WITH …, FROM …) only: any other statement is refused with 400, and the statement runs in a
     transaction that is rolled back."""
     result = services.read(lambda cur: queries.run_sql(cur, data.sql, max_rows=data.max_rows + 1))
