@@ -6,11 +6,43 @@ Entrypoints (CLI, HTTP app, benchmarks) get their parts here, so configuration l
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from btledger.config import home as default_home
+from btledger.config import load_settings
 from btledger.domain.ledger import Ledger, store_env
+
+if TYPE_CHECKING:
+    from btledger.engine.pool import WorkerPool
 
 
 def open_ledger(home: Path | None = None) -> Ledger:
     """The ledger over `home`'s event store (SQLite file, or PostgreSQL when the environment says so)."""
     return Ledger(env=store_env(home or default_home()))
+
+
+def open_pool(workers: int | None = None) -> WorkerPool:
+    """Worker processes for batches: `workers`, else settings.workers, else one per core."""
+    from btledger.engine.pool import WorkerPool
+
+    settings = load_settings()
+    return WorkerPool(workers or settings.workers or None, settings=settings)
+
+
+def catch_up(ledger: Ledger) -> int:
+    """Bring the read model up to the ledger's head (read-your-writes for a command just run).
+
+    In this process when it can own the DuckDB file; when `btledger serve` owns it, wait until the
+    server's projector has applied the head instead.
+    """
+    from btledger.api.client import Client
+    from btledger.projections.readmodel import ReadModel
+
+    head = ledger.head()
+    client = Client.for_home(default_home())
+    if client is not None:
+        with client:
+            client.wait_for(head)
+        return head
+    with ReadModel.open() as readmodel:
+        return readmodel.catch_up(ledger)

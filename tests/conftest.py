@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from btledger.config import clear_config_cache
+
+# Subprocesses (CLI runs, crash tests, servers) import pandas and backtesting.py anew; without cached
+# bytecode each would spend seconds compiling them where the environment sets PYTHONDONTWRITEBYTECODE.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 
 @pytest.fixture(autouse=True)

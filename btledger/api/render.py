@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Piped output gets a wide console: tables are for reading, and rich would otherwise wrap at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 #: Columns shown in result tables, in order; `--json` and `sql` show everything.
 RESULT_COLUMNS = (
@@ -63,3 +65,32 @@ def key_values(data: dict[str, Any], title: str | None = None) -> None:
 
 def _numeric(rows: Sequence[dict[str, Any]], column: str) -> bool:
     return any(isinstance(r.get(column), int | float) and not isinstance(r.get(column), bool) for r in rows)
+
+
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+_STATUS_STYLE = {"recorded": "green", "skipped": "yellow", "failed": "red"}
+
+
+def print_progress_line(event: dict[str, Any]) -> None:
+    """One line per finished combination, on stderr so that stdout stays the result."""
+    style = _STATUS_STYLE.get(str(event["status"]), "")
+    where = f"{event['strategy']} {event['ticker']} {event['timeframe']} risk {event['risk']}"
+    note = f" — {event['message']}" if event.get("message") else ""
+    err_console.print(
+        f"[{style}]{event['status']:>8}[/{style}] {where} [dim]{str(event['id'])[:8]}[/dim]{note}", highlight=False
+    )
+
+
+def summarise_payload(payload: dict[str, Any], width: int = 80) -> str:
+    """A one-line digest of an event payload: scalars shown, large structures counted."""
+    parts = []
+    for key, value in payload.items():
+        if isinstance(value, dict):
+            parts.append(f"{key}={{{len(value)} keys}}")
+        elif isinstance(value, list):
+            parts.append(f"{key}=[{len(value)}]")
+        else:
+            parts.append(f"{key}={value}")
+    text = ", ".join(parts)
+    return text if len(text) <= width else text[: width - 1] + "…"

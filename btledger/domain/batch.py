@@ -67,7 +67,7 @@ class RunsBacktests(Protocol):
     """The engine's worker pool as the batch sees it."""
 
     def run(
-        self, jobs: Iterable[tuple[RunSpec, Path | None]]
+        self, jobs: Iterable[tuple[RunSpec, Path | None]], on_start: Callable[[RunSpec], None] | None = None
     ) -> Iterator[tuple[RunSpec, BacktestOutcome | None, str | None]]: ...
 
 
@@ -111,9 +111,11 @@ def run_batch(
         jobs.append((spec, plot_path(home, command.plot, identity)))
         on_progress(Progress(index, total, spec, identity, "queued"))
 
-    for spec, outcome, error in pool.run(jobs):
+    def started(spec: RunSpec) -> None:
+        on_progress(Progress(index_of[spec], total, spec, backtest_id(spec), "running"))
+
+    for spec, outcome, error in pool.run(jobs, on_start=started):
         index = index_of[spec]
-        on_progress(Progress(index, total, spec, backtest_id(spec), "running"))
         if outcome is not None:
             identity, position = ledger.record_outcome(spec, outcome)
             done = Progress(index, total, spec, identity, "recorded", None, outcome.metrics, position)

@@ -1,0 +1,365 @@
+"""The `btledger` command line: thin wrappers that parse flags, call a command or a query, render.
+
+Exit status: 0 on success, 2 on bad input (one line on stderr naming the field), 1 on any other
+failure. Every command that prints data takes `--json`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from btledger.api import render
+from btledger.config import ConfigError
+from btledger.domain.errors import Conflict, InvalidInput, LedgerError, NotFound
+
+app = typer.Typer(
+    name="btledger",
+    help="An event-sourced ledger of trading-strategy backtests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def errors_to_exit_codes() -> Iterator[None]:
+    """Map domain errors to the CLI contract: bad input → 2, anything else → 1, one line each."""
+    try:
+        yield
+    except InvalidInput as exc:
+        fail(str(exc), 2)
+    except (NotFound, Conflict) as exc:
+        fail(str(exc), 2 if isinstance(exc, NotFound) else 1)
+    except ConfigError as exc:
+        fail(f"config: {exc}", 1)
+    except LedgerError as exc:
+        fail(str(exc), 1)
+    except ValueError as exc:
+        # The engine's validation errors start with the field name ("risk: must be ...").
+        fail(str(exc), 2)
+
+
+def emit(data: Any, as_json: bool, table: Callable[[Any], None]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
+    else:
+        table(data)
+
+
+def _parse_date(field: str, text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"{field}: expected a date as YYYY-MM-DD, got {text!r}", 2)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+# --- commands that write ---------------------------------------------------------------------------
+
+Repeated = Annotated[list[str], typer.Option()]
+
+
+@app.command()
+def run(
+    strategy: Annotated[list[str], typer.Option("--strategy", "-s", help="Strategy name (repeatable).")],
+    ticker: Annotated[list[str], typer.Option("--ticker", "-t", help="Ticker (repeatable).")],
+    timeframe: Annotated[list[str], typer.Option("--timeframe", "-f", help="Timeframe, e.g. H1 (repeatable).")],
+    risk: Annotated[list[str], typer.Option("--risk", "-r", help="Percent of equity risked per trade (repeatable).")],
+    date_from: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")],
+    date_to: Annotated[str, typer.Option("--to", help="Last day (exclusive), YYYY-MM-DD.")],
+    cash: Annotated[float | None, typer.Option("--cash", help="Initial cash (default: settings).")] = None,
+    method: Annotated[str, typer.Option(help="Method label, part of the key.")] = "pa",
+    param: Annotated[list[str] | None, typer.Option("--param", help="Strategy parameter NAME=VALUE.")] = None,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Record a new result even where one exists.")] = False,
+    plot: Annotated[str, typer.Option(help="none | temp | persist")] = "none",
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run strategies × tickers × timeframes × risks and record every outcome in the ledger."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        data = {
+            "strategies": strategy,
+            "tickers": ticker,
+            "timeframes": timeframe,
+            "risks": [_parse_number("risk", r) for r in risk],
+            "date_from": _parse_date("date_from", date_from),
+            "date_to": _parse_date("date_to", date_to),
+            "initial_cash": cash,
+            "method": method,
+            "params": _parse_params(param or []),
+            "rerun": rerun,
+            "plot": plot,
+        }
+        report = operations.run_batch_with_progress(data, workers=workers, quiet=as_json)
+        emit(operations.report_json(report), as_json, operations.print_report)
+
+
+def _parse_number(field: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        fail(f"{field}: expected a number, got {text!r}", 2)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            fail(f"param: expected NAME=VALUE with NAME an identifier, got {item!r}", 2)
+        params[name] = _scalar(value)
+    return params
+
+
+def _scalar(text: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+IdArgument = Annotated[str, typer.Argument(help="Backtest id or a unique prefix of it.")]
+
+
+@app.command()
+def favorite(backtest: IdArgument, as_json: JsonFlag = False) -> None:
+    """Toggle a result's favourite flag; prints the new value."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        identity, value = operations.toggle_favorite(backtest)
+        emit({"id": str(identity), "favorite": value}, as_json, lambda d: typer.echo(f"{d['id']} favorite={value}"))
+
+
+@app.command()
+def delete(
+    backtest: IdArgument,
+    reason: Annotated[str, typer.Option(help="Why it is deleted (kept in the history).")] = "deleted by user",
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete one result (a tombstone: its history stays)."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        identity = operations.delete(backtest, reason)
+        emit({"id": str(identity), "deleted": True}, as_json, lambda d: typer.echo(f"{d['id']} deleted"))
+
+
+@app.command()
+def restore(backtest: IdArgument, as_json: JsonFlag = False) -> None:
+    """Undo the deletion of a result."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        identity = operations.restore(backtest)
+        emit({"id": str(identity), "deleted": False}, as_json, lambda d: typer.echo(f"{d['id']} restored"))
+
+
+@app.command("delete-strategy")
+def delete_strategy(
+    name: Annotated[str, typer.Argument(help="Strategy name.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete every live result of a strategy at once."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        ids = operations.delete_strategy(name)
+        emit(
+            {"strategy": name, "deleted": [str(i) for i in ids]},
+            as_json,
+            lambda d: typer.echo(f"{len(d['deleted'])} results of {name} deleted"),
+        )
+
+
+@app.command()
+def history(backtest: IdArgument, as_json: JsonFlag = False) -> None:
+    """Every event of one result, in order."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        entries = operations.history(backtest)
+        emit(
+            entries,
+            as_json,
+            lambda rows: render.rows_table(
+                [{**r, "payload": render.summarise_payload(r["payload"])} for r in rows], title="history"
+            ),
+        )
+
+
+@app.command()
+def verify(backtest: IdArgument, as_json: JsonFlag = False) -> None:
+    """Re-run a recorded result and report whether every metric reproduces."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        result = operations.verify(backtest)
+        emit(
+            result,
+            as_json,
+            lambda d: render.key_values({k: v for k, v in d.items() if k != "mismatches"}, title="verify"),
+        )
+        if result["verdict"] == "mismatch":
+            if not as_json:
+                render.rows_table(result["mismatches"], title="mismatches")
+            raise typer.Exit(1)
+
+
+# --- commands that read --------------------------------------------------------------------------
+
+
+def _parse_timestamp(field: str, text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{field}: expected an ISO timestamp such as 2026-01-31T12:00:00+00:00, got {text!r}", 2)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@app.command()
+def rank(
+    strategy: Annotated[str | None, typer.Option(help="Only this strategy.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Ranking as it stood then (ISO; UTC if naive).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The robust ranking: best run of each strategy × ticker whose mean return/drawdown over the selected
+    timeframes is above 1."""
+    from btledger.api.reading import open_reader
+
+    with errors_to_exit_codes():
+        moment = _parse_timestamp("as_of", as_of) if as_of else None
+        with open_reader() as reader:
+            rows = reader.rank(strategy=strategy, as_of=moment)
+        emit(rows, as_json, lambda r: render.rows_table(r, render.RESULT_COLUMNS, title="robust ranking"))
+
+
+@app.command()
+def search(
+    min_return: Annotated[float | None, typer.Option(help="Minimum return %.")] = None,
+    max_drawdown: Annotated[float | None, typer.Option(help="Maximum drawdown %.")] = None,
+    min_stability_ratio: Annotated[float | None, typer.Option()] = None,
+    min_sharpe: Annotated[float | None, typer.Option()] = None,
+    min_trades: Annotated[int | None, typer.Option()] = None,
+    min_return_dd: Annotated[float | None, typer.Option()] = None,
+    min_stability_weighted_rar: Annotated[float | None, typer.Option()] = None,
+    min_win_rate: Annotated[float | None, typer.Option()] = None,
+    strategy: Annotated[str | None, typer.Option(help="Strategy name contains (case-insensitive).")] = None,
+    ticker: Annotated[str | None, typer.Option(help="Ticker contains (case-insensitive).")] = None,
+    favorite_only: Annotated[bool, typer.Option("--favorites", help="Only favourites.")] = False,
+    sort: Annotated[str, typer.Option(help="Any metric column.")] = "return_dd",
+    order: Annotated[str, typer.Option(help="asc | desc")] = "desc",
+    limit: Annotated[int, typer.Option(min=0, max=10_000)] = 20,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Filtered search over live results by metric thresholds and names."""
+    filters = {k: v for k, v in locals().items() if k != "as_json" and v is not None}
+    from btledger.api.reading import open_reader
+
+    with errors_to_exit_codes(), open_reader() as reader:
+        page = reader.search(**filters)
+    result = {"total": page["total"], "items": page["items"]}
+    emit(
+        result,
+        as_json,
+        lambda p: render.rows_table(
+            p["items"], render.RESULT_COLUMNS, title=f"{p['total']} results (showing {len(p['items'])})"
+        ),
+    )
+
+
+@app.command()
+def trades(backtest: IdArgument, as_json: JsonFlag = False) -> None:
+    """The trades of one result."""
+    from btledger.api.reading import open_reader
+
+    with errors_to_exit_codes(), open_reader() as reader:
+        rows = reader.trades(backtest)
+    emit(rows, as_json, lambda r: render.rows_table(r, title="trades"))
+
+
+@app.command()
+def sql(
+    statement: Annotated[str, typer.Argument(help='One read-only statement, e.g. "SELECT * FROM backtests".')],
+    max_rows: Annotated[int, typer.Option(min=1, max=1_000_000)] = 1000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run analyst SQL on the read models (read-only: statements that write are refused)."""
+    from btledger.api.reading import open_reader
+
+    with errors_to_exit_codes(), open_reader() as reader:
+        result = reader.sql(statement, max_rows=max_rows)
+    rows = [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
+    emit(rows, as_json, lambda r: render.rows_table(r))
+
+
+@app.command()
+def export(
+    parquet: Annotated[Path, typer.Option("--parquet", help="Directory to write one Parquet file per table.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Export every read-model table as Parquet, for any tool."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        paths = operations.export_parquet(parquet)
+    emit([str(p) for p in paths], as_json, lambda ps: [typer.echo(p) for p in ps])
+
+
+@app.command()
+def rebuild(as_json: JsonFlag = False) -> None:
+    """Drop and rebuild every read-model table from the first event."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        result = operations.rebuild()
+    emit(result, as_json, lambda r: typer.echo(f"rebuilt to position {r['position']} in {r['seconds']:.2f} s"))
+
+
+@app.command("test")
+def robustness_test(
+    kind: Annotated[str, typer.Argument(help="montecarlo | luck | random")],
+    backtest: IdArgument,
+    seed: Annotated[int | None, typer.Option(help="Seed (montecarlo, random); drawn and recorded if omitted.")] = None,
+    paths: Annotated[int | None, typer.Option(help="Monte Carlo paths.")] = None,
+    ruin_threshold_pct: Annotated[float | None, typer.Option(help="Monte Carlo: ruin = equity this % down.")] = None,
+    method: Annotated[str | None, typer.Option(help="Monte Carlo: bootstrap | normal.")] = None,
+    percent: Annotated[float | None, typer.Option(help="Luck test: % of trades removed at each end.")] = None,
+    runs: Annotated[int | None, typer.Option(help="Random test: random-trader backtests.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Random test: bootstrap resamples.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a robustness test on a result and record it on the result's history."""
+    from btledger.api import operations
+
+    options = {k: v for k, v in locals().items() if k not in ("kind", "backtest", "as_json") and v is not None}
+    with errors_to_exit_codes():
+        result = operations.robustness_test(backtest, kind, options)
+    emit(result, as_json, lambda r: render.key_values(r["summary"], title=f"{kind} test {r['test_id'][:8]}"))

@@ -1,0 +1,158 @@
+"""What the CLI does, one function per command: open the stores, run the command, catch the read
+model up to the command's last event (read-your-writes), and shape the result for rendering."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from btledger import bootstrap
+from btledger.api import render
+from btledger.config import home
+from btledger.domain.audit import verify as verify_result
+from btledger.domain.batch import BatchReport, run_batch
+from btledger.domain.batch import Progress as BatchProgress
+from btledger.domain.commands import RunBatch, parse
+from btledger.domain.robustness import run_robustness_test
+
+
+def run_batch_with_progress(data: dict[str, Any], *, workers: int | None, quiet: bool) -> BatchReport:
+    """Validate and run a batch, showing a progress bar on stderr unless `quiet`."""
+    command = parse(RunBatch, data)
+    ledger = bootstrap.open_ledger()
+    total = len(command.specs())
+    with (
+        bootstrap.open_pool(workers) as pool,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=render.err_console,
+            disable=quiet,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task("backtests", total=total)
+
+        def on_progress(event: BatchProgress) -> None:
+            if event.status in ("recorded", "skipped", "failed"):
+                bar.advance(task)
+                if not quiet:
+                    render.print_progress_line(event.to_json())
+
+        report = run_batch(ledger, command, pool, home(), on_progress)
+    bootstrap.catch_up(ledger)
+    return report
+
+
+def report_json(report: BatchReport) -> dict[str, Any]:
+    """The CLI contract's `run --json` shape."""
+    return {
+        "results": [
+            {
+                "id": str(result.id),
+                "status": result.status,
+                "strategy": result.spec.strategy,
+                "ticker": result.spec.ticker,
+                "timeframe": result.spec.timeframe,
+                "risk": result.spec.risk,
+                "metrics": result.metrics,
+                "error": result.message if result.status == "failed" else None,
+            }
+            for result in report.results
+        ],
+        "summary": report.summary,
+    }
+
+
+def print_report(data: dict[str, Any]) -> None:
+    rows = [{**r, **(r["metrics"] or {})} for r in data["results"]]
+    render.rows_table(rows, (*render.RESULT_COLUMNS[:5], "status", *render.RESULT_COLUMNS[5:-1]), title="results")
+    summary = data["summary"]
+    render.console.print(
+        f"recorded {summary['recorded']}, skipped {summary['skipped']}, failed {summary['failed']}", highlight=False
+    )
+
+
+def toggle_favorite(id_or_prefix: str) -> tuple[UUID, bool]:
+    ledger = bootstrap.open_ledger()
+    identity = ledger.resolve(id_or_prefix)
+    value, _ = ledger.toggle_favorite(identity)
+    bootstrap.catch_up(ledger)
+    return identity, value
+
+
+def delete(id_or_prefix: str, reason: str) -> UUID:
+    ledger = bootstrap.open_ledger()
+    identity = ledger.resolve(id_or_prefix)
+    ledger.delete(identity, reason)
+    bootstrap.catch_up(ledger)
+    return identity
+
+
+def restore(id_or_prefix: str) -> UUID:
+    ledger = bootstrap.open_ledger()
+    identity = ledger.resolve(id_or_prefix)
+    ledger.restore(identity)
+    bootstrap.catch_up(ledger)
+    return identity
+
+
+def delete_strategy(name: str) -> list[UUID]:
+    ledger = bootstrap.open_ledger()
+    ids, _ = ledger.delete_strategy(name)
+    bootstrap.catch_up(ledger)
+    return ids
+
+
+def history(id_or_prefix: str) -> list[dict[str, Any]]:
+    """The CLI contract's `history --json` shape."""
+    ledger = bootstrap.open_ledger()
+    return [
+        {
+            "position": entry.position,
+            "event_type": entry.event_type,
+            "recorded_at": entry.recorded_at.isoformat(),
+            "payload": entry.payload,
+        }
+        for entry in ledger.history(ledger.resolve(id_or_prefix))
+    ]
+
+
+def verify(id_or_prefix: str) -> dict[str, Any]:
+    from btledger.engine import run_backtest
+
+    ledger = bootstrap.open_ledger()
+    return verify_result(ledger, ledger.resolve(id_or_prefix), run_backtest).to_json()
+
+
+def export_parquet(directory: Path) -> list[Path]:
+    from btledger.projections.readmodel import ReadModel
+
+    ledger = bootstrap.open_ledger()
+    with ReadModel.open() as readmodel:
+        readmodel.catch_up(ledger)
+        return readmodel.export_parquet(directory)
+
+
+def rebuild() -> dict[str, Any]:
+    from btledger.projections.readmodel import ReadModel
+
+    ledger = bootstrap.open_ledger()
+    started = time.perf_counter()
+    with ReadModel.open() as readmodel:
+        position = readmodel.rebuild(ledger)
+    return {"position": position, "seconds": time.perf_counter() - started}
+
+
+def robustness_test(id_or_prefix: str, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    ledger = bootstrap.open_ledger()
+    identity = ledger.resolve(id_or_prefix)
+    test_id, result, _ = run_robustness_test(ledger, identity, kind, options)
+    bootstrap.catch_up(ledger)
+    return {"test_id": test_id, "backtest_id": str(identity), **result.to_json()}
