@@ -363,3 +363,29 @@ def robustness_test(
     with errors_to_exit_codes():
         result = operations.robustness_test(backtest, kind, options)
     emit(result, as_json, lambda r: render.key_values(r["summary"], title=f"{kind} test {r['test_id'][:8]}"))
+
+
+# --- the rest -------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None) -> None:
+    """Run a sample batch on the embedded default (SQLite events + DuckDB read model) and show what it gives."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        operations.demo(workers)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")] = 8000,
+    workers: Annotated[int | None, typer.Option(help="Worker processes for batches.")] = None,
+) -> None:
+    """Serve the HTTP API (and own the read model) until interrupted. Set BTLEDGER_API_TOKEN to require a
+    bearer token on every mutation."""
+    from btledger.api.http.app import serve as serve_http
+
+    with errors_to_exit_codes():
+        serve_http(host=host, port=port, workers=workers)

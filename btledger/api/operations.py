@@ -156,3 +156,58 @@ def robustness_test(id_or_prefix: str, kind: str, options: dict[str, Any]) -> di
     test_id, result, _ = run_robustness_test(ledger, identity, kind, options)
     bootstrap.catch_up(ledger)
     return {"test_id": test_id, "backtest_id": str(identity), **result.to_json()}
+
+
+#: The demo batch: 3 strategies × 3 tickers × 2 timeframes × 2 risks on the sample data.
+DEMO_BATCH: dict[str, Any] = {
+    "strategies": ["SmaCross", "DonchianBreakout", "RsiMeanReversion"],
+    "tickers": ["GOOG", "AAPL", "MSFT"],
+    "timeframes": ["D1", "W1"],
+    "risks": [1.0, 2.0],
+    "date_from": "2004-09-01",
+    "date_to": "2013-01-01",
+}
+
+
+def demo(workers: int | None = None) -> None:
+    """Run the demo batch (skipping what exists), then show the ranking, a search, a plot and next steps."""
+    from btledger.engine import run_backtest
+
+    console = render.console
+    console.print(f"[bold]btledger demo[/bold] — data directory {home()}", highlight=False)
+    report = run_batch_with_progress(DEMO_BATCH, workers=workers, quiet=False)
+    summary = report.summary
+    console.print(
+        f"recorded {summary['recorded']}, skipped {summary['skipped']} (already in the ledger), "
+        f"failed {summary['failed']}",
+        highlight=False,
+    )
+    from btledger.api.reading import open_reader
+
+    with open_reader() as reader:
+        ranking = reader.rank()
+        page = reader.search(sort="stability_weighted_rar", limit=10)
+    render.rows_table(
+        ranking, render.RESULT_COLUMNS, title="robust ranking (mean return/drawdown > 1 on selected timeframes)"
+    )
+    render.rows_table(
+        page["items"], render.RESULT_COLUMNS, title=f"top 10 of {page['total']} by stability-weighted RAR"
+    )
+
+    best = ranking[0] if ranking else (page["items"][0] if page["items"] else None)
+    if best is not None:
+        plot = home() / "plots" / f"{best['id']}.html"
+        if not plot.exists():
+            ledger = bootstrap.open_ledger()
+            run_backtest(ledger.get(UUID(best["id"])).spec, plot_path=plot)
+        console.print(f"plot of the best result: {plot}", highlight=False)
+        short = best["id"][:8]
+        console.print(
+            "\n[bold]next[/bold]\n"
+            f"  uv run btledger history {short}            # every event of that result\n"
+            f"  uv run btledger trades {short}             # its trades\n"
+            f"  uv run btledger test montecarlo {short}    # a robustness test, recorded on its history\n"
+            '  uv run btledger sql "SELECT strategy, avg(return_dd) FROM backtests GROUP BY 1"\n'
+            "  uv run btledger serve                     # the HTTP API and its docs at http://127.0.0.1:8000/schema",
+            highlight=False,
+        )
