@@ -110,8 +110,9 @@ def load_frame(ticker: str, timeframe: str, date_from: date, date_to: date, sett
     finer timeframe than the data has, an empty range, or an unreachable source.
     """
     settings = settings or load_settings()
-    if timeframe not in load_timeframes().by_name():
-        raise DataError("timeframe", f"unknown timeframe {timeframe!r} (known: {', '.join(_RULES)})")
+    known = load_timeframes().by_name()
+    if timeframe not in known:
+        raise DataError("timeframe", f"unknown timeframe {timeframe!r} (known: {', '.join(known)})")
     if date_from >= date_to:
         raise DataError("date_from", f"must be before date_to, got {date_from} >= {date_to}")
     return _load_cached(ticker, timeframe, date_from, date_to, settings)
@@ -138,10 +139,14 @@ def resample(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     return grouped.agg(_AGGREGATION).dropna(subset=["Open"])
 
 
+def _minutes() -> dict[str, int]:
+    return {tf.name: tf.minutes for tf in load_timeframes().timeframes}
+
+
 def _from_native(
     native: pd.DataFrame, native_tf: str, ticker: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
 ) -> pd.DataFrame:
-    minutes = {tf.name: tf.minutes for tf in load_timeframes().timeframes}
+    minutes = _minutes()
     if minutes[timeframe] < minutes[native_tf]:
         coarser = [tf for tf in _RULES if tf in minutes and minutes[tf] >= minutes[native_tf]]
         raise DataError(
@@ -176,7 +181,7 @@ def _sample(ticker: str) -> tuple[pd.DataFrame, str]:
 
 def _csv(ticker: str, timeframe: str, settings: Settings) -> tuple[pd.DataFrame, str]:
     folder = settings.csv.folder
-    minutes = {tf.name: tf.minutes for tf in load_timeframes().timeframes}
+    minutes = _minutes()
     available = {
         path.stem.removeprefix(f"{ticker}_"): path
         for path in folder.glob(f"{ticker}_*.csv")
