@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 from backtesting import Strategy
 
@@ -73,9 +72,6 @@ class RiskSizedStrategy(Strategy):
 
     risk: float = 1.0
     lots: LotLimits = LotLimits(min_units=1, max_units=math.inf, unit_step=1)
-
-    #: Attributes the engine sets; not strategy parameters.
-    engine_attributes: ClassVar[frozenset[str]] = frozenset({"risk", "lots"})
 
     def size_for_stop(self, price: float, stop: float) -> int:
         """Order size (in the units backtesting.py counts) risking `risk` % of equity between `price`
