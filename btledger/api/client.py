@@ -126,7 +126,8 @@ class Client:
         return self._call("GET", "/rankings/robust", params=params)
 
     def backtest(self, id_or_prefix: str) -> dict[str, Any]:
-        return self._call("GET", f"/backtests/{id_or_prefix}")
+        """The `backtests` row of a live result."""
+        return self._call("GET", f"/backtests/{id_or_prefix}")["backtest"]  # type: ignore[no-any-return]
 
     def trades(self, id_or_prefix: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/backtests/{id_or_prefix}/trades")

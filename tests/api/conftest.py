@@ -98,8 +98,9 @@ def app_client(home: Path, token: str = "") -> TestClient[Any]:
 
 
 @contextmanager
-def caught_up(home: Path) -> Iterator[TestClient[Any]]:
-    with app_client(home) as client:
+def caught_up(home: Path, token: str = "") -> Iterator[TestClient[Any]]:
+    """A test client once the app's read model has applied every event of the ledger."""
+    with app_client(home, token) as client:
         head = open_ledger(home).head()
         assert client.get("/health", params={"wait_for": head}).status_code == 200
         yield client

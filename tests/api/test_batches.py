@@ -1,0 +1,105 @@
+"""Batches over HTTP with the real engine on the EURUSD sample: a job id, progress as server-sent events
+(replayed to late clients), the job's status, skips and reruns, failures and plots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from btledger.domain.ledger import Ledger
+from tests.api import sse
+from tests.api.conftest import BATCH, app_client
+
+Client = TestClient[Any]
+
+
+@pytest.fixture
+def client(btledger_home: Path) -> Iterator[Client]:
+    with app_client(btledger_home) as client:
+        yield client
+
+
+def run(client: Client, body: dict[str, Any]) -> tuple[str, list[sse.Event]]:
+    accepted = client.post("/backtests", json=body)
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    return job_id, events(client, job_id)
+
+
+def events(client: Client, job_id: str, **headers: str) -> list[sse.Event]:
+    with client.stream("GET", f"/jobs/{job_id}/events", headers=headers) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        return sse.parse(stream.iter_lines())
+
+
+def test_a_batch_streams_every_state_change_then_a_summary(client: Client, ledger: Ledger) -> None:
+    accepted = client.post("/backtests", json=BATCH)
+    assert accepted.status_code == 202
+    job = accepted.json()
+    assert job["total"] == 2 and job["status"] in ("queued", "running")
+    assert job["links"] == {"self": f"/jobs/{job['job_id']}", "events": f"/jobs/{job['job_id']}/events"}
+    assert accepted.headers["location"] == job["links"]["self"]
+
+    stream = events(client, job["job_id"])
+    assert [e.id for e in stream] == list(range(1, len(stream) + 1))
+    *progress, summary = stream
+    assert {e.event for e in progress} == {"progress"}
+    for timeframe in ("H1", "H4"):
+        states = [e.data["status"] for e in progress if e.data["timeframe"] == timeframe]
+        assert states == ["queued", "running", "recorded"]
+    recorded = [e.data for e in progress if e.data["status"] == "recorded"]
+    assert all(r["metrics"]["trades"] is not None and r["strategy"] == "SmaCross" for r in recorded)
+    assert summary.event == "summary"
+    assert summary.data["summary"] == {"recorded": 2, "skipped": 0, "failed": 0}
+    assert summary.data["position"] == ledger.head()
+
+    status = client.get(f"/jobs/{job['job_id']}").json()
+    assert status["status"] == "done" and status["summary"] == summary.data["summary"]
+    assert status["counts"] == {"queued": 0, "running": 0, "recorded": 2, "skipped": 0, "failed": 0}
+    assert status["started_at"] and status["finished_at"]
+    # The summary came after the read model included the results.
+    assert {r["id"] for r in recorded} == {row["id"] for row in client.get("/backtests").json()["items"]}
+
+
+def test_a_late_client_gets_every_event_and_last_event_id_resumes(client: Client) -> None:
+    job_id, first = run(client, BATCH)
+    assert events(client, job_id) == first
+    assert events(client, job_id, **{"Last-Event-ID": "3"}) == first[3:]
+    assert events(client, job_id, **{"Last-Event-ID": str(first[-1].id)}) == []
+
+
+def test_recorded_combinations_are_skipped_unless_rerun(client: Client, ledger: Ledger) -> None:
+    _, first = run(client, BATCH)
+    head = ledger.head()
+    _, again = run(client, BATCH)
+    assert again[-1].data["summary"] == {"recorded": 0, "skipped": 2, "failed": 0}
+    assert ledger.head() == head
+    _, rerun = run(client, {**BATCH, "rerun": True})
+    assert rerun[-1].data["summary"] == {"recorded": 2, "skipped": 0, "failed": 0}
+    target = first[-2].data["id"]
+    history = client.get(f"/backtests/{target}/history").json()
+    assert [h["event_type"] for h in history].count("ResultRecorded") == 2
+
+
+def test_a_failing_combination_is_reported_and_the_others_recorded(client: Client) -> None:
+    # The sample EURUSD data is hourly: M30 cannot be made from it.
+    job_id, stream = run(client, {**BATCH, "timeframes": ["M30", "H4"]})
+    failed = [e.data for e in stream if e.event == "progress" and e.data["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["timeframe"] == "M30" and failed[0]["message"]
+    assert stream[-1].data["summary"] == {"recorded": 1, "skipped": 0, "failed": 1}
+    assert client.get(f"/jobs/{job_id}").json()["counts"]["failed"] == 1
+
+
+def test_plots_are_written_served_and_removed_with_their_result(client: Client, btledger_home: Path) -> None:
+    _, stream = run(client, {**BATCH, "timeframes": ["H4"], "plot": "persist"})
+    target = stream[-2].data["id"]
+    assert (btledger_home / "plots" / f"{target}.html").is_file()
+    plot = client.get(f"/backtests/{target}/plot")
+    assert plot.status_code == 200 and "bokeh" in plot.text.lower()
+    assert client.delete(f"/backtests/{target}").status_code == 200
+    assert not (btledger_home / "plots" / f"{target}.html").exists()
+    assert client.get(f"/backtests/{target}/plot").status_code == 404

@@ -1,0 +1,115 @@
+"""`serve()` for real: uvicorn on 127.0.0.1 in a subprocess, a batch over HTTP with its SSE stream read to
+the end by httpx, and another process (this one) appending to the ledger and reading through the server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+
+from btledger.api.client import Client, ServerInfo, running_server, server_file
+from btledger.api.http.app import ServerAlreadyRunning, serve
+from btledger.bootstrap import open_ledger
+from btledger.projections.readmodel import ReadModel, ReadModelLocked
+from tests.api import sse
+from tests.api.conftest import BATCH
+
+SERVE = (
+    "import sys; from pathlib import Path; from btledger.api.http import serve; "
+    "serve(port=0, home=Path(sys.argv[1]), workers=1, log_level='warning')"
+)
+
+
+@pytest.fixture
+def server(btledger_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], ServerInfo]]:
+    process = subprocess.Popen([sys.executable, "-c", SERVE, str(btledger_home)])
+    try:
+        deadline = time.monotonic() + 60
+        while (info := running_server(btledger_home)) is None or not _answers(info.url):
+            assert process.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield process, info
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_serve_runs_a_batch_over_http_and_streams_it_to_the_end(
+    server: tuple[subprocess.Popen[bytes], ServerInfo], btledger_home: Path
+) -> None:
+    process, info = server
+    assert info.host == "127.0.0.1" and info.pid == process.pid
+    assert json.loads(server_file(btledger_home).read_text())["url"] == info.url
+
+    with httpx.Client(base_url=info.url, timeout=60) as http:
+        accepted = http.post("/backtests", json={**BATCH, "risks": [1, 2]})
+        assert accepted.status_code == 202
+        job = accepted.json()
+        lines, answered_meanwhile = [], []
+        with http.stream("GET", job["links"]["events"]) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                lines.append(line)
+                if len(lines) == 1:  # the batch is under way: the server still answers
+                    started = time.perf_counter()
+                    answered_meanwhile.append(httpx.get(f"{info.url}/health", timeout=5).status_code)
+                    assert time.perf_counter() - started < 2
+        events = sse.parse(lines)
+        assert answered_meanwhile == [200]
+        assert events[-1].event == "summary"
+        assert events[-1].data["summary"] == {"recorded": 4, "skipped": 0, "failed": 0}
+        assert [e.data["status"] for e in events[:-1]].count("recorded") == 4
+        assert http.get(job["links"]["self"]).json()["status"] == "done"
+
+    # Another process reads through the server (the read model is the server's) ...
+    with pytest.raises(ReadModelLocked, match=f"process {process.pid}"):
+        ReadModel.open(btledger_home / "readmodel.duckdb")
+    client = Client.for_home(btledger_home)
+    assert client is not None
+    with client:
+        page = client.search(sort="return_pct", limit=10)
+        assert page["total"] == 4
+        target = page["items"][0]["id"]
+        assert client.backtest(target[:8])["id"] == target
+        assert len(client.trades(target)) == page["items"][0]["trades"]
+        assert client.sql("SELECT count(*) FROM ledger_events")["rows"] == [[8]]
+        # ... and appends to the ledger itself, then waits for the server's projector (read-your-writes).
+        favorite, position = open_ledger(btledger_home).toggle_favorite(UUID(target))
+        assert favorite is True
+        assert client.wait_for(position)["projection_position"] >= position
+        assert [row["id"] for row in client.favorites()] == [target]
+
+    # One server per data directory.
+    with pytest.raises(ServerAlreadyRunning, match=str(process.pid)):
+        serve(port=0, home=btledger_home)
+
+    # A graceful stop: uvicorn shuts the app down, then re-raises the signal it caught.
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) in (0, -signal.SIGTERM)
+    assert not server_file(btledger_home).exists()
+    assert running_server(btledger_home) is None
+
+
+def test_a_stale_server_file_is_ignored(btledger_home: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    server_file(btledger_home).write_text(json.dumps({"pid": dead.pid, "host": "127.0.0.1", "port": 1}))
+    assert running_server(btledger_home) is None
+    assert Client.for_home(btledger_home) is None
