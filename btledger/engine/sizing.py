@@ -66,8 +66,8 @@ class RiskSizedStrategy(Strategy):
     """A `backtesting.Strategy` that sizes each trade by the run's risk and the trade's stop distance.
 
     The engine sets `risk` (percent of equity per trade, 1 = 1 %) and `lots` for every run; subclasses
-    call `size_for_stop(price, stop)` and pass the result as `size=` to `buy`/`sell`. Their own
-    parameters are public class attributes holding a bool, int, float or str.
+    call `enter(direction, stop, target)`, or `size_for_stop(price, stop)` and pass the result as `size=`
+    to `buy`/`sell`. Their own parameters are public class attributes holding a bool, int, float or str.
     """
 
     risk: float = 1.0
@@ -82,3 +82,10 @@ class RiskSizedStrategy(Strategy):
             return 0
         units = self.lots.clamp(self.equity * self.risk / 100 / distance)
         return round(units / self.lots.fractional_unit)
+
+    def enter(self, direction: int, stop: float, target: float | None = None) -> None:
+        """Buy (`direction` > 0) or sell at market, sized by `size_for_stop` from the last close to `stop`,
+        with that stop and an optional take-profit `target`; nothing when the size is 0."""
+        if size := self.size_for_stop(self.data.Close[-1], stop):
+            order = self.buy if direction > 0 else self.sell
+            order(size=size, sl=stop, tp=target)

@@ -27,14 +27,11 @@ class DonchianBreakout(RiskSizedStrategy):
     def next(self) -> None:
         price = self.data.Close[-1]
         if self.position:
+            # Longs exit below the lower exit channel, shorts above the upper one.
             broken = self.exit_lower[-1] if self.position.is_long else self.exit_upper[-1]
             if (price - broken) * self.position.size < 0:
                 self.position.close()
         elif price > self.upper[-1]:
-            stop = price - self.sl_atr * self.atr[-1]
-            if size := self.size_for_stop(price, stop):
-                self.buy(size=size, sl=stop)
+            self.enter(1, price - self.sl_atr * self.atr[-1])
         elif price < self.lower[-1]:
-            stop = price + self.sl_atr * self.atr[-1]
-            if size := self.size_for_stop(price, stop):
-                self.sell(size=size, sl=stop)
+            self.enter(-1, price + self.sl_atr * self.atr[-1])

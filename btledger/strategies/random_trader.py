@@ -40,8 +40,4 @@ class RandomTrader(RiskSizedStrategy):
             return
         direction = 1 if self.rng.random() < self.prob_long else -1
         self.hold = max(1, round(self.rng.normal(self.avg_position_hold, self.std_position_hold)))
-        price = self.data.Close[-1]
-        stop = price - direction * self.sl_atr * self.atr[-1]
-        if size := self.size_for_stop(price, stop):
-            order = self.buy if direction > 0 else self.sell
-            order(size=size, sl=stop)
+        self.enter(direction, self.data.Close[-1] - direction * self.sl_atr * self.atr[-1])

@@ -30,10 +30,6 @@ class RsiMeanReversion(RiskSizedStrategy):
             if (level - self.exit_level) * self.position.size > 0:
                 self.position.close()
         elif level < self.oversold:
-            stop = price - self.sl_atr * self.atr[-1]
-            if size := self.size_for_stop(price, stop):
-                self.buy(size=size, sl=stop)
+            self.enter(1, price - self.sl_atr * self.atr[-1])
         elif level > self.overbought:
-            stop = price + self.sl_atr * self.atr[-1]
-            if size := self.size_for_stop(price, stop):
-                self.sell(size=size, sl=stop)
+            self.enter(-1, price + self.sl_atr * self.atr[-1])

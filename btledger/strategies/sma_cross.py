@@ -26,16 +26,12 @@ class SmaCross(RiskSizedStrategy):
 
     def next(self) -> None:
         if crossover(self.fast, self.slow):
-            self._enter(1)
+            self._switch_to(1)
         elif crossover(self.slow, self.fast):
-            self._enter(-1)
+            self._switch_to(-1)
 
-    def _enter(self, direction: int) -> None:
+    def _switch_to(self, direction: int) -> None:
         self.position.close()
         price = self.data.Close[-1]
         stop = price - direction * self.sl_atr * self.atr[-1]
-        size = self.size_for_stop(price, stop)
-        if size:
-            target = price + direction * self.tp_ratio * abs(price - stop)
-            order = self.buy if direction > 0 else self.sell
-            order(size=size, sl=stop, tp=target)
+        self.enter(direction, stop, target=price + direction * self.tp_ratio * abs(price - stop))
