@@ -359,7 +359,16 @@ def robustness_test(
     """Run a robustness test on a result and record it on the result's history."""
     from btledger.api import operations
 
-    options = {k: v for k, v in locals().items() if k not in ("kind", "backtest", "as_json") and v is not None}
+    given = {
+        "seed": seed,
+        "paths": paths,
+        "ruin_threshold_pct": ruin_threshold_pct,
+        "method": method,
+        "percent": percent,
+        "runs": runs,
+        "iterations": iterations,
+    }
+    options = {name: value for name, value in given.items() if value is not None}
     with errors_to_exit_codes():
         result = operations.robustness_test(backtest, kind, options)
     emit(result, as_json, lambda r: render.key_values(r["summary"], title=f"{kind} test {r['test_id'][:8]}"))

@@ -1,0 +1,161 @@
+"""The `btledger` CLI contract, run in-process on real files (SQLite events, DuckDB read model)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from btledger.api.cli import app
+from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS
+
+EURUSD = ["--strategy", "SmaCross", "--ticker", "EURUSD", "--risk", "1", "--from", "2017-06-01", "--to", "2017-12-01"]
+
+
+def cli(*args: str) -> Any:
+    result = CliRunner().invoke(app, list(args))
+    return result
+
+
+def cli_json(*args: str) -> Any:
+    result = cli(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def event_count(home: Path) -> int:
+    path = home / "events.sqlite"
+    if not path.exists():
+        return 0
+    return sqlite3.connect(path).execute("SELECT count(*) FROM stored_events").fetchone()[0]
+
+
+def test_run_records_then_skips_then_reruns(btledger_home: Path) -> None:
+    first = cli_json("run", *EURUSD, "--timeframe", "H1", "--timeframe", "H4", "--workers", "1")
+    assert first["summary"] == {"recorded": 2, "skipped": 0, "failed": 0}
+    result = first["results"][0]
+    assert set(result) >= {"id", "status", "strategy", "ticker", "timeframe", "risk", "metrics", "error"}
+    assert result["status"] == "recorded" and result["error"] is None
+    assert list(result["metrics"]) == list(METRIC_COLUMNS)
+    assert result["metrics"]["trades"] > 0
+
+    again = cli_json("run", *EURUSD, "--timeframe", "H1", "--timeframe", "H4", "--workers", "1")
+    assert again["summary"] == {"recorded": 0, "skipped": 2, "failed": 0}
+    assert [r["id"] for r in again["results"]] == [r["id"] for r in first["results"]]
+
+    rerun = cli_json("run", *EURUSD, "--timeframe", "H1", "--rerun", "--workers", "1")
+    assert rerun["summary"]["recorded"] == 1
+    history = cli_json("history", result["id"][:8])
+    assert [h["event_type"] for h in history] == ["Registered", "ResultRecorded", "ResultRecorded"]
+    assert set(history[0]) == {"position", "event_type", "recorded_at", "payload"}
+
+
+def test_the_read_side_reflects_each_command(btledger_home: Path) -> None:
+    run = cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
+    backtest = run["results"][0]["id"]
+
+    trades = cli_json("trades", backtest)
+    assert len(trades) == run["results"][0]["metrics"]["trades"]
+    assert set(TRADE_COLUMNS) <= set(trades[0])
+
+    assert cli_json("favorite", backtest)["favorite"] is True
+    page = cli_json("search", "--favorites")
+    assert page["total"] == 1 and page["items"][0]["favorite"] is True
+
+    cli_json("delete", backtest, "--reason", "test")
+    assert cli_json("search")["total"] == 0
+    cli_json("restore", backtest)
+    assert cli_json("search")["total"] == 1
+
+    deleted = cli_json("delete-strategy", "SmaCross")
+    assert deleted["deleted"] == [backtest]
+    assert cli_json("search")["total"] == 0
+    events = [h["event_type"] for h in cli_json("history", backtest)]
+    assert events == ["Registered", "ResultRecorded", "FavoriteToggled", "Deleted", "Restored", "Deleted"]
+
+
+def test_sql_reads_and_refuses_writes(btledger_home: Path) -> None:
+    cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
+    rows = cli_json("sql", "SELECT strategy, count(*) AS n FROM backtests GROUP BY strategy")
+    assert rows == [{"strategy": "SmaCross", "n": 1}]
+    for statement in ("DROP TABLE backtests", "DELETE FROM backtests", "INSERT INTO timeframes VALUES ('X', 1, true)"):
+        refused = cli("sql", statement)
+        assert refused.exit_code == 2
+        assert refused.stderr.startswith("error: sql:")
+    assert cli_json("sql", "SELECT count(*) AS n FROM backtests") == [{"n": 1}]
+
+
+def test_verify_reproduces_a_recorded_result(btledger_home: Path) -> None:
+    run = cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
+    verdict = cli_json("verify", run["results"][0]["id"])
+    assert verdict["verdict"] == "reproduced"
+    assert verdict["mismatches"] == [] and verdict["metrics_checked"] > 16
+
+
+def test_robustness_test_command(btledger_home: Path) -> None:
+    run = cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
+    backtest = run["results"][0]["id"]
+    first = cli_json("test", "montecarlo", backtest, "--seed", "5", "--paths", "2000")
+    second = cli_json("test", "montecarlo", backtest, "--seed", "5", "--paths", "2000")
+    assert first["summary"] == second["summary"]
+    assert first["seed"] == 5
+    bad = cli("test", "luck", backtest, "--percent", "60")
+    assert bad.exit_code == 2 and "percent" in bad.stderr
+
+
+def run_args(**changes: str) -> list[str]:
+    """Valid `run` flags with some replaced."""
+    flags = {"--strategy": "SmaCross", "--ticker": "EURUSD", "-f": "H1", "-r": "1", "--from": "2017-06-01"}
+    flags |= {"--to": "2017-12-01"}
+    flags |= {f"--{k}" if len(k) > 1 else f"-{k}": v for k, v in changes.items()}
+    return [part for pair in flags.items() for part in pair]
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (run_args(strategy="NoSuch"), "strategies"),
+        (run_args(strategy="../../etc/passwd"), "strategies"),
+        (run_args(ticker="ZZZ"), "tickers"),
+        (run_args(ticker="EURUSD' OR '1'='1"), "tickers"),
+        (run_args(f="H2"), "timeframes"),
+        (run_args(r="0"), "risks"),
+        (run_args(r="150"), "risks"),
+        (run_args(r="nan"), "risks"),
+        (run_args(r="abc"), "risk"),
+        (run_args(**{"from": "2017-12-01", "to": "2017-06-01"}), "date_from"),
+        (run_args(**{"from": "2017-13-01"}), "date_from"),
+        (run_args(cash="-5"), "initial_cash"),
+        (run_args(plot="always"), "plot"),
+        (run_args(param="no-equals"), "param"),
+    ],
+)
+def test_bad_run_input_exits_2_naming_the_field_and_writes_nothing(
+    btledger_home: Path, args: list[str], field: str
+) -> None:
+    result = cli("run", *args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), lines
+    assert event_count(btledger_home) == 0
+
+
+@pytest.mark.parametrize("command", [["history"], ["favorite"], ["delete"], ["restore"], ["trades"], ["verify"]])
+def test_unknown_ids_exit_2(btledger_home: Path, command: list[str]) -> None:
+    cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
+    before = event_count(btledger_home)
+    for bad in ("00000000-0000-0000-0000-000000000000", "zz", "1234' OR 1=1 --"):
+        result = cli(*command, bad)
+        assert result.exit_code == 2, (command, bad, result.output)
+        assert result.stderr.startswith("error:") and "Traceback" not in result.output
+    assert event_count(btledger_home) == before
+
+
+def test_restoring_a_live_result_is_refused(btledger_home: Path) -> None:
+    run = cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
+    result = cli("restore", run["results"][0]["id"])
+    assert result.exit_code == 1 and "not deleted" in result.stderr
