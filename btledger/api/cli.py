@@ -68,14 +68,6 @@ def _parse_date(field: str, text: str) -> date:
         fail(f"{field}: expected a date as YYYY-MM-DD, got {text!r}", 2)
 
 
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 # --- commands that write ---------------------------------------------------------------------------
 
 Repeated = Annotated[list[str], typer.Option()]
@@ -398,3 +390,7 @@ def serve(
 
     with errors_to_exit_codes():
         serve_http(host=host, port=port, workers=workers)
+
+
+def main() -> None:
+    app()

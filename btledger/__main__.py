@@ -1,0 +1,5 @@
+"""`python -m btledger` is the `btledger` command."""
+
+from btledger.api.cli import main
+
+main()

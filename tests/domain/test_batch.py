@@ -1,0 +1,113 @@
+"""RunBatch end to end on the real engine, worker pool and SQLite store, including a SIGKILL mid-batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from btledger.domain.batch import Progress, run_batch
+from btledger.domain.commands import RunBatch, parse
+from btledger.domain.ledger import Ledger, store_env
+from btledger.engine.pool import WorkerPool
+
+BATCH = {
+    "strategies": ["SmaCross", "DonchianBreakout"],
+    "tickers": ["EURUSD", "GOOG"],
+    "timeframes": ["H4", "D1"],
+    "risks": [1.0],
+    "date_from": "2017-05-01",
+    "date_to": "2018-02-01",
+}
+
+
+@pytest.fixture
+def ledger(btledger_home: Path) -> Ledger:
+    return Ledger(env=store_env(btledger_home))
+
+
+def test_a_failing_combination_is_recorded_and_the_others_go_on(ledger: Ledger, btledger_home: Path) -> None:
+    # GOOG's sample data is daily and ends in 2013: its H4 runs ask for a finer timeframe than the data
+    # has and its D1 runs for an empty range. Both fail; the EURUSD runs go on.
+    command = parse(RunBatch, BATCH)
+    seen: list[Progress] = []
+    with WorkerPool(2) as pool:
+        report = run_batch(ledger, command, pool, btledger_home, seen.append)
+    assert report.summary == {"recorded": 4, "skipped": 0, "failed": 4}
+    failed = [r for r in report.results if r.status == "failed"]
+    assert {r.spec.ticker for r in failed} == {"GOOG"}
+    assert all((r.message or "").strip() for r in failed)
+    statuses = Counter(p.status for p in seen)
+    assert statuses["queued"] == 8 and statuses["running"] == 8
+    assert {ledger.get(r.id).status for r in failed} == {"failed"}
+
+    # The same batch again: recorded ones are skipped, failed ones are tried again without rerun.
+    with WorkerPool(1) as pool:
+        again = run_batch(ledger, command, pool, btledger_home)
+    assert again.summary == {"recorded": 0, "skipped": 4, "failed": 4}
+    events = [h.event_type for h in ledger.history(failed[0].id)]
+    assert events == ["Registered", "RunFailed", "RunFailed"]
+
+
+def test_deleted_results_are_rerun_only_when_asked(ledger: Ledger, btledger_home: Path) -> None:
+    small = {**BATCH, "strategies": ["SmaCross"], "tickers": ["EURUSD"], "timeframes": ["D1"]}
+    with WorkerPool(1) as pool:
+        (result,) = run_batch(ledger, parse(RunBatch, small), pool, btledger_home).results
+        ledger.delete(result.id)
+        (skipped,) = run_batch(ledger, parse(RunBatch, small), pool, btledger_home).results
+        assert skipped.status == "skipped" and "deleted" in (skipped.message or "")
+        (rerun,) = run_batch(ledger, parse(RunBatch, {**small, "rerun": True}), pool, btledger_home).results
+    assert rerun.status == "recorded"
+    assert [h.event_type for h in ledger.history(rerun.id)] == [
+        "Registered",
+        "ResultRecorded",
+        "Deleted",
+        "ResultRecorded",
+    ]
+
+
+KILLABLE_BATCH = [
+    "run",
+    *("--strategy", "SmaCross", "--strategy", "DonchianBreakout", "--strategy", "RsiMeanReversion"),
+    *("--ticker", "EURUSD", "--timeframe", "H1", "--timeframe", "H4"),
+    *("--risk", "0.5", "--risk", "1", "--risk", "2"),
+    *("--from", "2017-05-01", "--to", "2018-02-01", "--workers", "1", "--json"),
+]
+
+
+def recorded_results(home: Path) -> Counter[str]:
+    path = home / "events.sqlite"
+    if not path.exists():
+        return Counter()
+    rows = sqlite3.connect(path, timeout=30).execute(
+        "SELECT originator_id FROM stored_events WHERE topic LIKE '%Backtest.ResultRecorded'"
+    )
+    return Counter(row[0] for row in rows)
+
+
+def test_sigkill_mid_batch_then_the_same_batch_records_each_combination_once(btledger_home: Path) -> None:
+    command = [sys.executable, "-m", "btledger", *KILLABLE_BATCH]
+    env = {**os.environ, "BTLEDGER_HOME": str(btledger_home)}
+    victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while sum(recorded_results(btledger_home).values()) < 3:
+        assert victim.poll() is None, "the batch ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    before = recorded_results(btledger_home)
+    assert 3 <= sum(before.values()) < 18
+
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    after = recorded_results(btledger_home)
+    assert len(after) == 18 and set(after.values()) == {1}
+    assert set(before) <= set(after)
