@@ -10,7 +10,6 @@ there (see `ReadModel.catch_up`).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
 from btledger.projections import schema as s
@@ -48,12 +48,20 @@ def to_json(value: Any) -> str:
     return _json.encode(value).decode()
 
 
+def _array(values: list[Any], type_: pa.DataType) -> pa.Array:
+    array = pa.array(values, type_)
+    if type_ == pa.float64() and array.null_count < len(array):
+        # Numbers with no defined value are NULL: NaN and ±inf never reach a ranking (seed bug 7).
+        array = pc.if_else(pc.is_finite(array), array, None)
+    return array
+
+
 def arrow_table(table: s.Table, columns: dict[str, list[Any]], text: Iterable[str] = ()) -> pa.Table:
     """An Arrow table with `table`'s columns; columns named in `text` stay strings for DuckDB to cast."""
     as_text = set(text)
     return pa.table(
         {
-            name: pa.array(columns[name], pa.string() if name in as_text else _ARROW_TYPES[type_.split()[0]])
+            name: _array(columns[name], pa.string() if name in as_text else _ARROW_TYPES[type_.split()[0]])
             for name, type_ in table.columns
             if name in columns
         }
@@ -62,13 +70,6 @@ def arrow_table(table: s.Table, columns: dict[str, list[Any]], text: Iterable[st
 
 def _rows_to_columns(table: s.Table, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
     return {name: [row.get(name) for row in rows] for name in table.column_names}
-
-
-def _finite(value: Any) -> Any:
-    """Metrics with no defined value are NULL: NaN and ±inf never reach a ranking (seed bug 7)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass
@@ -186,7 +187,7 @@ class _Batch:
         key = backtest.key
         backtest.current = {
             **{name: key[name] for name in s.KEY_NAMES},
-            **{name: _finite(metrics.get(name)) for name in METRIC_COLUMNS},
+            **{name: metrics.get(name) for name in METRIC_COLUMNS},
             "recorded_at": event.recorded_at,
             "params": key["params"],
             **{name: state.get(name) for name in ("currency", "data_source", "data_fingerprint")},
@@ -322,8 +323,7 @@ def _trade_performance_rows(results: list[_Backtest]) -> dict[str, list[Any]]:
         assert backtest.new_result is not None
         performance = backtest.new_result.state["trade_performance"] or {}
         rows.append(
-            {"backtest_id": backtest.key["id"]}
-            | {name: _finite(performance.get(name)) for name in TRADE_PERFORMANCE_COLUMNS}
+            {"backtest_id": backtest.key["id"]} | {name: performance.get(name) for name in TRADE_PERFORMANCE_COLUMNS}
         )
     return _rows_to_columns(s.TRADE_PERFORMANCE, rows)
 
@@ -350,7 +350,7 @@ def _robustness_metric_rows(tests: list[tuple[_Backtest, LedgerEvent]]) -> dict[
             "test_id": event.state["test_id"],
             "backtest_id": backtest.key["id"],
             "metric": metric,
-            "value": _finite(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
+            "value": value if isinstance(value, int | float) and not isinstance(value, bool) else None,
         }
         for backtest, event in tests
         for metric, value in (event.state["metrics"] or {}).items()

@@ -2,7 +2,8 @@
 
 Every value a caller supplies is bound as a parameter; identifiers (a sort column) come only from
 whitelists. Results are lists of dicts keyed by the contract's column names, with JSON-friendly
-values (dates and times as ISO-8601 strings, NaN/±inf as None, JSON columns parsed).
+values (dates and times as ISO-8601 UTC strings, JSON columns parsed; the projector stores no NaN
+or ±inf). Rows travel DuckDB → Arrow → dicts, several times faster than `fetchall()` for wide rows.
 
 Robust ranking — the rule (the seed's intent, made exact):
 1. Runs considered: live results on a timeframe whose `selected` flag is set (for `as_of`: the
@@ -17,6 +18,8 @@ Robust ranking — the rule (the seed's intent, made exact):
    smaller `id`; NULLs last. Exactly one row per pair (the seed returned tied runs twice).
 4. Rows come ordered by `stability_weighted_rar` desc, `return_dd` desc, `id` (NULLs last), with
    the pair's average as `pair_avg_return_dd`.
+The ranking runs on narrow rows (id, pair, two metrics) and joins the winners' full rows back:
+carrying 40 columns through the window functions costs twice as much.
 """
 
 from __future__ import annotations
@@ -33,9 +36,29 @@ import msgspec
 from btledger.domain.errors import InvalidInput
 from btledger.engine.result import METRIC_COLUMNS
 from btledger.projections import schema as s
-from btledger.projections.readmodel import transaction
 
-_BACKTEST_COLUMNS = ", ".join(s.BACKTESTS.column_names)
+
+def select_list(table: s.Table, alias: str | None = None, only: tuple[str, ...] | None = None) -> str:
+    """`table`'s columns (or `only` these) for a SELECT, times and dates already as ISO-8601 text.
+
+    Formatting in DuckDB is several times cheaper than converting to Python datetimes and back.
+    """
+    prefix = f"{alias}." if alias else ""
+    expressions = []
+    for name, type_ in table.columns:
+        if only is not None and name not in only:
+            continue
+        column = f"{prefix}{name}"
+        if type_ == "TIMESTAMPTZ":
+            expressions.append(f"strftime(timezone('UTC', {column}), '%Y-%m-%dT%H:%M:%S.%f') || '+00:00' AS {name}")
+        elif type_ == "DATE":
+            expressions.append(f"CAST({column} AS VARCHAR) AS {name}")
+        else:
+            expressions.append(column)
+    return ", ".join(expressions)
+
+
+_BACKTEST_COLUMNS = select_list(s.BACKTESTS)
 
 #: Columns a search may sort by: every metric and the key's columns.
 SORTABLE = frozenset(
@@ -44,7 +67,7 @@ SORTABLE = frozenset(
 
 
 def jsonable(value: Any) -> Any:
-    """A DuckDB value as a JSON-friendly Python value."""
+    """A DuckDB value as a JSON-friendly Python value (for arbitrary analyst SQL)."""
     if isinstance(value, list | tuple):
         return [jsonable(item) for item in value]
     if isinstance(value, dict):
@@ -60,16 +83,19 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def fetch_dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """The rows of the last statement on `cur` as JSON-friendly dicts (JSON columns parsed)."""
-    columns = [(column[0], column[1] == "JSON") for column in cur.description or ()]
-    return [
-        {
-            name: msgspec.json.decode(value) if is_json and value is not None else jsonable(value)
-            for (name, is_json), value in zip(columns, row, strict=True)
-        }
-        for row in cur.fetchall()
-    ]
+def query(
+    cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of `sql` as dicts, JSON columns parsed (select times through `select_list`)."""
+    cur.complete()  # finish a result the caller left unread, as DB-API's execute() would
+    relation = cur.sql(sql, params=params)
+    json_columns = [name for name, type_ in zip(relation.columns, relation.types, strict=True) if str(type_) == "JSON"]
+    rows: list[dict[str, Any]] = relation.to_arrow_table().to_pylist()
+    for name in json_columns:
+        for row in rows:
+            if row[name] is not None:
+                row[name] = msgspec.json.decode(row[name])
+    return rows
 
 
 # --- robust ranking ------------------------------------------------------------------------------
@@ -78,28 +104,25 @@ _LIVE_NOW = "SELECT * FROM backtests"
 _LIVE_AS_OF = (
     "SELECT * FROM backtest_versions WHERE live AND valid_from <= $as_of AND (valid_to IS NULL OR valid_to > $as_of)"
 )
+_ONE_STRATEGY = "WHERE r.strategy = $strategy"
+# Two fixed texts rather than `$strategy IS NULL OR …`, which DuckDB cannot fold away (2× slower).
 _ROBUST = f"""
 WITH considered AS (
-    SELECT r.* FROM ({{source}}) AS r
-    JOIN timeframes AS t ON t.name = r.timeframe AND t.selected
-    WHERE $strategy IS NULL OR r.strategy = $strategy
-),
-pairs AS (
-    SELECT strategy, ticker, avg(return_dd) AS pair_avg_return_dd
-    FROM considered GROUP BY strategy, ticker
-    HAVING avg(return_dd) > 1
+    SELECT r.id, r.strategy, r.ticker, r.return_dd, r.stability_weighted_rar
+    FROM ({{source}}) AS r JOIN timeframes AS t ON t.name = r.timeframe AND t.selected
+    {{strategy}}
 ),
 ranked AS (
-    SELECT c.*, p.pair_avg_return_dd,
+    SELECT id, avg(return_dd) OVER pair AS pair_avg_return_dd,
            row_number() OVER (
-               PARTITION BY c.strategy, c.ticker
-               ORDER BY c.stability_weighted_rar DESC NULLS LAST, c.return_dd DESC NULLS LAST, c.id
+               pair ORDER BY stability_weighted_rar DESC NULLS LAST, return_dd DESC NULLS LAST, id
            ) AS best
-    FROM considered AS c JOIN pairs AS p USING (strategy, ticker)
+    FROM considered WINDOW pair AS (PARTITION BY strategy, ticker)
 )
-SELECT {", ".join(f"ranked.{c}" for c in s.BACKTESTS.column_names)}, pair_avg_return_dd
-FROM ranked WHERE best = 1
-ORDER BY stability_weighted_rar DESC NULLS LAST, return_dd DESC NULLS LAST, id
+SELECT {select_list(s.BACKTESTS, "b")}, ranked.pair_avg_return_dd
+FROM ranked JOIN ({{source}}) AS b ON b.id = ranked.id
+WHERE ranked.best = 1 AND ranked.pair_avg_return_dd > 1
+ORDER BY b.stability_weighted_rar DESC NULLS LAST, b.return_dd DESC NULLS LAST, b.id
 """
 
 
@@ -107,13 +130,15 @@ def robust_ranking(
     cur: duckdb.DuckDBPyConnection, strategy: str | None = None, as_of: datetime | None = None
 ) -> list[dict[str, Any]]:
     """The best run of every robust strategy × ticker pair (see the module docstring for the rule)."""
-    params: dict[str, Any] = {"strategy": strategy}
+    params: dict[str, Any] = {}
+    if strategy is not None:
+        params["strategy"] = strategy
     if as_of is not None:
         if as_of.tzinfo is None:
             raise InvalidInput("as_of", "needs a timezone (e.g. 2026-01-31T12:00:00+00:00)")
         params["as_of"] = as_of
-    cur.execute(_ROBUST.format(source=_LIVE_NOW if as_of is None else _LIVE_AS_OF), params)
-    return fetch_dicts(cur)
+    source = _LIVE_NOW if as_of is None else _LIVE_AS_OF
+    return query(cur, _ROBUST.format(source=source, strategy="" if strategy is None else _ONE_STRATEGY), params)
 
 
 # --- filtered search -----------------------------------------------------------------------------
@@ -197,14 +222,19 @@ def filtered_search(
     if favorite_only:
         conditions.append("favorite")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    with transaction(cur):  # the count and the page from one snapshot
+    # The total rides along as a window count: one scan, one snapshot.
+    items = query(
+        cur,
+        f"SELECT {_BACKTEST_COLUMNS}, count(*) OVER () AS _total FROM backtests {where} "
+        f"ORDER BY {sort} {order.upper()} NULLS LAST, id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )
+    if items:
+        total = items[0]["_total"]
+        for item in items:
+            del item["_total"]
+    else:  # past the last page (or nothing matches): count separately
         total = cur.execute(f"SELECT count(*) FROM backtests {where}", params).fetchall()[0][0]
-        cur.execute(
-            f"SELECT {_BACKTEST_COLUMNS} FROM backtests {where} "
-            f"ORDER BY {sort} {order.upper()} NULLS LAST, id LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        items = fetch_dicts(cur)
     return Page(int(total), items)
 
 
@@ -213,78 +243,71 @@ def filtered_search(
 
 def backtest_by_id(cur: duckdb.DuckDBPyConnection, backtest_id: str) -> dict[str, Any] | None:
     """The live result with this id, or None (deleted, failed or unknown)."""
-    cur.execute(f"SELECT {_BACKTEST_COLUMNS} FROM backtests WHERE id = ?", [backtest_id])
-    rows = fetch_dicts(cur)
+    rows = query(cur, f"SELECT {_BACKTEST_COLUMNS} FROM backtests WHERE id = ?", [backtest_id])
     return rows[0] if rows else None
 
 
 def by_strategy_ticker(cur: duckdb.DuckDBPyConnection, strategy: str, ticker: str) -> list[dict[str, Any]]:
     """Every live result of one strategy on one ticker, best `stability_weighted_rar` first."""
-    cur.execute(
+    return query(
+        cur,
         f"SELECT {_BACKTEST_COLUMNS} FROM backtests WHERE strategy = ? AND ticker = ? "
         "ORDER BY stability_weighted_rar DESC NULLS LAST, id",
         [strategy, ticker],
     )
-    return fetch_dicts(cur)
 
 
 def favorites(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Live results marked favourite, best `stability_weighted_rar` first."""
-    cur.execute(
-        f"SELECT {_BACKTEST_COLUMNS} FROM backtests WHERE favorite ORDER BY stability_weighted_rar DESC NULLS LAST, id"
+    return query(
+        cur,
+        f"SELECT {_BACKTEST_COLUMNS} FROM backtests WHERE favorite ORDER BY stability_weighted_rar DESC NULLS LAST, id",
     )
-    return fetch_dicts(cur)
 
 
 def trades_of(cur: duckdb.DuckDBPyConnection, backtest_id: str) -> list[dict[str, Any]]:
     """The trades of a live result, in trade order (empty when deleted or unknown)."""
-    cur.execute(
-        f"SELECT {', '.join(s.TRADES.column_names)} FROM trades WHERE backtest_id = ? ORDER BY trade_no", [backtest_id]
+    return query(
+        cur, f"SELECT {select_list(s.TRADES)} FROM trades WHERE backtest_id = ? ORDER BY trade_no", [backtest_id]
     )
-    return fetch_dicts(cur)
 
 
 def trade_performance_of(cur: duckdb.DuckDBPyConnection, backtest_id: str) -> dict[str, Any] | None:
-    cur.execute(
-        f"SELECT {', '.join(s.TRADE_PERFORMANCE.column_names)} FROM trade_performance WHERE backtest_id = ?",
-        [backtest_id],
+    """The trade-performance summary of a live result, or None."""
+    rows = query(
+        cur, f"SELECT {select_list(s.TRADE_PERFORMANCE)} FROM trade_performance WHERE backtest_id = ?", [backtest_id]
     )
-    rows = fetch_dicts(cur)
     return rows[0] if rows else None
+
+
+_HISTORY = ("position", "recorded_at", "event_type", "payload")
 
 
 def history(cur: duckdb.DuckDBPyConnection, backtest_id: str) -> list[dict[str, Any]]:
     """Every event of one backtest, deleted or not: position, event_type, recorded_at, payload."""
-    cur.execute(
-        "SELECT position, event_type, recorded_at, payload FROM ledger_events WHERE backtest_id = ? ORDER BY position",
+    return query(
+        cur,
+        f"SELECT {select_list(s.LEDGER_EVENTS, only=_HISTORY)} FROM ledger_events "
+        "WHERE backtest_id = ? ORDER BY position",
         [backtest_id],
     )
-    return fetch_dicts(cur)
 
 
 def robustness_tests_of(cur: duckdb.DuckDBPyConnection, backtest_id: str) -> list[dict[str, Any]]:
     """The robustness tests of a live result, oldest first, each with its metrics as a dict."""
-    with transaction(cur):
-        cur.execute(
-            f"SELECT {', '.join(s.ROBUSTNESS_TESTS.column_names)} FROM robustness_tests "
-            "WHERE backtest_id = ? ORDER BY recorded_at, test_id",
-            [backtest_id],
-        )
-        tests = fetch_dicts(cur)
-        cur.execute(
-            "SELECT test_id, metric, value FROM robustness_metrics WHERE backtest_id = ? ORDER BY metric",
-            [backtest_id],
-        )
-        metrics = fetch_dicts(cur)
-    for test in tests:
-        test["metrics"] = {m["metric"]: m["value"] for m in metrics if m["test_id"] == test["test_id"]}
-    return tests
+    return query(
+        cur,
+        f"SELECT {select_list(s.ROBUSTNESS_TESTS)}, "
+        "coalesce((SELECT json_group_object(m.metric, m.value) FROM robustness_metrics AS m "
+        "          WHERE m.test_id = t.test_id AND m.backtest_id = t.backtest_id), '{}')::JSON AS metrics "
+        "FROM robustness_tests AS t WHERE t.backtest_id = ? ORDER BY t.recorded_at, t.test_id",
+        [backtest_id],
+    )
 
 
 def dead_letters(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Events the projector parked, with their errors."""
-    cur.execute(f"SELECT {', '.join(s.DEAD_LETTERS.column_names)} FROM dead_letters ORDER BY position")
-    return fetch_dicts(cur)
+    return query(cur, f"SELECT {select_list(s.DEAD_LETTERS)} FROM dead_letters ORDER BY position")
 
 
 # --- analyst SQL ---------------------------------------------------------------------------------

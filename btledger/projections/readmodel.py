@@ -136,6 +136,8 @@ class ReadModel:
         path = Path(path) if path is not None else config.home() / "readmodel.duckdb"
         path.parent.mkdir(parents=True, exist_ok=True)
         notice = None if path.exists() else f"read model {path} not found: building it from the ledger"
+        if notice:
+            log.info(notice)
         try:
             con = duckdb.connect(str(path))
         except duckdb.Error as error:
@@ -154,10 +156,9 @@ class ReadModel:
                 f"read model {path} could not be opened ({message.splitlines()[0]}); moved it to {aside} "
                 "and rebuilding from the ledger"
             )
-            con = duckdb.connect(str(path))
-        if notice:
             log.warning(notice)
-        con.execute("SET TimeZone = 'UTC'")
+            con = duckdb.connect(str(path))
+        con.execute("SET GLOBAL TimeZone = 'UTC'")  # every cursor shows times in UTC
         return cls(
             con,
             path,

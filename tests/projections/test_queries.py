@@ -312,8 +312,8 @@ def test_lists_lookups_and_history(ledger: Ledger, readmodel: ReadModel) -> None
     assert _ids(q.favorites(cur)) == [low]
     trades = q.trades_of(cur, low)
     assert [t["trade_no"] for t in trades] == [1, 2, 3, 4]
-    assert trades[1]["entry_time"] == "2020-01-03T00:00:00+00:00"
-    assert trades[1]["exit_time"] == "2020-01-04T12:30:00+00:00"
+    assert trades[1]["entry_time"] == "2020-01-03T00:00:00.000000+00:00"
+    assert trades[1]["exit_time"] == "2020-01-04T12:30:00.000000+00:00"
     row = q.backtest_by_id(cur, high)
     assert row is not None and row["favorite"] is False and row["version"] == 4 and row["params"] == {}
     events = q.history(cur, high)
