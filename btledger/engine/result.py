@@ -7,7 +7,7 @@ so an outcome can cross a process boundary cheaply and be stored as an event pay
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from typing import Any
 
@@ -183,7 +183,9 @@ class BacktestOutcome:
     plot_path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose: the values are already plain JSON, and `asdict` would deep-copy every
+        # trade value (it dominated the cost of recording a 200-trade result).
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BacktestOutcome:
