@@ -25,3 +25,21 @@ def btledger_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     clear_config_cache()
     yield home
     clear_config_cache()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=os.environ.get("BTLEDGER_SLOW") == "1",
+        help="also run the long variants of the reliability tests (or set BTLEDGER_SLOW=1)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="long variant: pass --run-slow or set BTLEDGER_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
