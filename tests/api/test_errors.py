@@ -68,6 +68,13 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
         "body",
     ),
     ("POST", "/backtests", {"content": b"", "headers": {"content-type": "application/json"}}, 400, "body"),
+    (
+        "POST",
+        "/backtests",
+        {"content": b'{"tickers": ["\xff"]}', "headers": {"content-type": "application/json"}},
+        400,
+        "body",
+    ),  # not UTF-8
     # search, rankings and health parameters
     ("GET", "/backtests", {"params": {"min_return": "abc"}}, 400, "min_return"),
     ("GET", "/backtests", {"params": {"min_return": "NaN"}}, 400, "min_return"),

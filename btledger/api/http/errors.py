@@ -81,6 +81,11 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     return error_response(exc.status_code, exc.detail, field, headers=exc.headers)
 
 
+def _undecodable(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[ErrorBody]:
+    # Litestar lets msgspec's UnicodeDecodeError through when a JSON string holds bytes that are not UTF-8.
+    return error_response(400, f"the body is not valid UTF-8 ({exc.reason})", "body")
+
+
 def _timeout(_: Request[Any, Any, Any], exc: TimeoutError) -> Response[ErrorBody]:
     # The change is recorded in the ledger; only the read model is behind (see GET /health).
     return error_response(
@@ -100,6 +105,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     Conflict: _conflict,
     ValidationException: _validation,
     HTTPException: _http,
+    UnicodeDecodeError: _undecodable,
     TimeoutError: _timeout,
     Exception: _unexpected,
 }
