@@ -4,10 +4,12 @@ strategies, health, SQL and the OpenAPI schema."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import pytest
 from litestar.testing import TestClient
 
+from btledger.domain.ledger import Ledger
 from btledger.engine.registry import registry
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS
 from btledger.projections import schema as s
@@ -195,3 +197,15 @@ def test_openapi_schema_and_docs_page(shared: Shared) -> None:
     body = paths["/backtests"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/RunBatch"}
     assert "text/html" in api.get("/schema").headers["content-type"]
+
+
+def test_cached_reads_follow_events_appended_by_another_process(
+    api: Client, seeded: dict[str, Seeded], ledger: Ledger
+) -> None:
+    target = seeded["rsi_eur_h1"].id
+    first = api.get("/backtests").json()
+    assert api.get("/backtests").json() == first  # served from the cache
+    _, position = ledger.toggle_favorite(UUID(target))  # as the CLI does, straight to the ledger
+    assert api.get("/health", params={"wait_for": position}).status_code == 200
+    rows = {row["id"]: row for row in api.get("/backtests").json()["items"]}
+    assert rows[target]["favorite"] is True

@@ -109,6 +109,10 @@ class Job:
             await waiter
 
 
+class JobCancelled(Exception):
+    """Raised from a batch's progress callback to stop it (run_batch has no other way in)."""
+
+
 class Jobs:
     """Submits batches to one background thread and finds them by id."""
 
@@ -116,6 +120,7 @@ class Jobs:
         self._run, self._settle = run, settle
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="btledger-batch")
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._closing = threading.Event()
 
     def submit(self, command: RunBatch) -> Job:
         job = Job(id=uuid.uuid4().hex, total=len(command.specs()), loop=asyncio.get_running_loop())
@@ -133,10 +138,13 @@ class Jobs:
             ) from None
 
     def running(self) -> int:
+        """Jobs queued or running."""
         return sum(1 for job in self._jobs.values() if not job.finished)
 
     def close(self) -> None:
-        """Stop taking jobs; queued ones are dropped, the running one finishes its combinations."""
+        """Stop: queued jobs are dropped and the running one stops at its next state change, keeping what
+        it recorded (the same batch submitted again runs only what is missing)."""
+        self._closing.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _forget_old(self) -> None:
@@ -150,15 +158,19 @@ class Jobs:
         def on_progress(progress: Progress) -> None:
             job.states[progress.index] = progress.status
             job.publish("progress", progress.to_json())
+            if self._closing.is_set():
+                raise JobCancelled("the server is stopping; the combinations recorded so far are kept")
 
         try:
             report = self._run(command, on_progress)
             self._settle(report.last_position)
+        except JobCancelled as exc:
+            log.warning("batch job %s stopped: %s", job.id, exc)
+            self._fail(job, f"cancelled: {exc}")
+            return
         except Exception as exc:
             log.exception("batch job %s failed", job.id)
-            job.error = f"{type(exc).__name__}: {exc}"
-            job.status, job.finished_at = "failed", datetime.now(UTC)
-            job.publish("error", {"job_id": job.id, "status": job.status, "detail": job.error})
+            self._fail(job, f"{type(exc).__name__}: {exc}")
             return
         job.summary = report.summary
         job.status, job.finished_at = "done", datetime.now(UTC)
@@ -166,3 +178,9 @@ class Jobs:
             "summary",
             {"job_id": job.id, "status": job.status, "summary": job.summary, "position": report.last_position},
         )
+
+    @staticmethod
+    def _fail(job: Job, error: str) -> None:
+        job.error = error
+        job.status, job.finished_at = "failed", datetime.now(UTC)
+        job.publish("error", {"job_id": job.id, "status": job.status, "detail": error})

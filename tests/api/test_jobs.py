@@ -1,0 +1,85 @@
+"""Batch jobs without the engine: streaming to early and late subscribers, failures, and stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from uuid import uuid4
+
+from btledger.api.http.jobs import JobEvent, Jobs
+from btledger.domain.batch import BatchReport, Progress
+from btledger.domain.commands import RunBatch, parse
+from tests.api.conftest import BATCH
+from tests.domain.factories import spec
+
+COMMAND = parse(RunBatch, BATCH)
+
+
+def steps(count: int, pause: float, started: threading.Event | None = None) -> Callable[..., BatchReport]:
+    """A stand-in for run_batch: `count` progress events, `pause` seconds apart."""
+
+    def run(_: RunBatch, on_progress: Callable[[Progress], None]) -> BatchReport:
+        for index in range(count):
+            on_progress(Progress(index, count, spec(), uuid4(), "queued"))
+            if started is not None:
+                started.set()
+            time.sleep(pause)
+        return BatchReport(last_position=count)
+
+    return run
+
+
+async def collect(stream: AsyncIterator[JobEvent]) -> list[JobEvent]:
+    return [event async for event in stream]
+
+
+def test_early_and_late_subscribers_see_the_same_events_in_order() -> None:
+    async def scenario() -> None:
+        settled: list[int] = []
+        jobs = Jobs(steps(5, 0.01), settle=settled.append)
+        job = jobs.submit(COMMAND)
+        early = await collect(job.stream())
+        late = await collect(job.stream())
+        resumed = await collect(job.stream(after=3))
+        jobs.close()
+        assert [e.id for e in early] == [1, 2, 3, 4, 5, 6]
+        assert early == late and resumed == early[3:]
+        assert early[-1].kind == "summary" and early[-1].data["position"] == 5 and settled == [5]
+        assert job.status == "done" and job.counts()["queued"] == 5
+
+    asyncio.run(scenario())
+
+
+def test_a_crashing_batch_ends_its_stream_with_an_error() -> None:
+    def crash(_: RunBatch, on_progress: Callable[[Progress], None]) -> BatchReport:
+        on_progress(Progress(0, 1, spec(), uuid4(), "queued"))
+        raise RuntimeError("disk full")
+
+    async def scenario() -> None:
+        jobs = Jobs(crash, settle=lambda _: None)
+        job = jobs.submit(COMMAND)
+        events = await collect(job.stream())
+        jobs.close()
+        assert [e.kind for e in events] == ["progress", "error"]
+        assert events[-1].data["detail"] == "RuntimeError: disk full" and job.status == "failed"
+        assert jobs.running() == 0
+
+    asyncio.run(scenario())
+
+
+def test_close_stops_the_running_batch_at_its_next_state_change() -> None:
+    async def scenario() -> None:
+        started = threading.Event()
+        jobs = Jobs(steps(1000, 0.005, started), settle=lambda _: None)
+        job = jobs.submit(COMMAND)
+        queued = jobs.submit(COMMAND)
+        await asyncio.to_thread(started.wait)
+        await asyncio.to_thread(jobs.close)
+        events = await collect(job.stream())
+        assert events[-1].kind == "error" and events[-1].data["detail"].startswith("cancelled")
+        assert len(events) < 1000 and job.status == "failed"
+        assert queued.status == "queued" and queued.events == []  # dropped, never started
+
+    asyncio.run(scenario())
