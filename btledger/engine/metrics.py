@@ -67,6 +67,8 @@ from btledger.engine.result import TRADE_COLUMNS, JsonScalar
 #: Trades column-wise: TRADE_COLUMNS to arrays (a `trade_table`), or a DataFrame with those columns.
 Trades = Mapping[str, Any]
 
+_DAY_NS = 86_400 * 10**9
+
 
 def _value(x: float) -> float | None:
     """A finite float, or None for NaN/±inf."""
@@ -108,6 +110,8 @@ def trade_table(bt_trades: pd.DataFrame, equity: pd.Series) -> dict[str, np.ndar
     exit_bar = bt_trades["ExitBar"].to_numpy(dtype="int64")
     net = bt_trades["PnL"].to_numpy(dtype="float64")
     commission = bt_trades["Commission"].to_numpy(dtype="float64")
+    entry_time = bt_trades["EntryTime"].to_numpy(dtype="datetime64[ns]")  # UTC
+    exit_time = bt_trades["ExitTime"].to_numpy(dtype="datetime64[ns]")
     before = curve[np.maximum(entry_bar - 1, 0)]
     return {
         "size": bt_trades["Size"].to_numpy(dtype="float64"),
@@ -121,29 +125,41 @@ def trade_table(bt_trades: pd.DataFrame, equity: pd.Series) -> dict[str, np.ndar
         "commission": commission,
         "net_pnl": net,
         "return_pct": net / before * 100,
-        "entry_time": bt_trades["EntryTime"].to_numpy(),
-        "exit_time": bt_trades["ExitTime"].to_numpy(),
-        "duration_days": pd.to_timedelta(bt_trades["Duration"]).to_numpy(dtype="timedelta64[ns]").astype("int64")
-        / 86_400e9,
+        "entry_time": entry_time,
+        "exit_time": exit_time,
+        "duration_days": (exit_time - entry_time).astype("int64") / _DAY_NS,
         "equity_at_exit": curve[exit_bar],
         "tag": bt_trades["Tag"].to_numpy(),
     }
 
 
-def _annual_periods(index: pd.DatetimeIndex) -> tuple[str, int]:
-    # backtesting.py 0.6.6's choice of resampling frequency and periods per year (_stats.compute_stats):
-    # the median spacing of the last 100 bars, and whether weekend bars are common.
-    stamps = index[-100:].as_unit("ns").asi8
-    days = int(np.median(np.diff(stamps)) // 86_400e9) if len(stamps) > 1 else 0
-    weekends = np.isin(index.day_of_week, (5, 6)).mean() > 2 / 7 * 0.6
-    periods = {7: 52, 31: 12, 365: 1}.get(days, 365 if weekends else 252)
-    return {7: "W", 31: "ME", 365: "YE"}.get(days, "D"), periods
+def _period_returns(equity: pd.Series) -> tuple[np.ndarray, int]:
+    """Returns between the last equities of successive calendar periods, and periods per year.
+
+    As backtesting.py 0.6.6 (`_stats.compute_stats`): days, or weeks / months / years when the median
+    spacing of the last 100 bars is 7 / 31 / 365 days; 252 periods a year, 365 if over 60 % of 2/7 of
+    the bars fall on weekends. Grouped with numpy (pandas' resample costs a millisecond per run).
+    """
+    stamps = pd.DatetimeIndex(equity.index).as_unit("ns").asi8
+    spacing = int(np.median(np.diff(stamps[-100:])) // _DAY_NS) if len(stamps) > 1 else 0
+    days = stamps // _DAY_NS
+    weekends = np.isin((days + 3) % 7, (5, 6)).mean() > 2 / 7 * 0.6  # 1970-01-01 was a Thursday (3)
+    periods = {7: 52, 31: 12, 365: 1}.get(spacing, 365 if weekends else 252)
+    if spacing == 7:
+        keys = (days + 3) // 7  # Monday-to-Sunday weeks
+    elif spacing in (31, 365):
+        keys = stamps.astype("datetime64[ns]").astype("datetime64[M]" if spacing == 31 else "datetime64[Y]")
+        keys = keys.astype("int64")
+    else:
+        keys = days
+    curve = equity.to_numpy(dtype="float64")
+    last = curve[np.flatnonzero(np.diff(keys, append=keys[-1] + 1))] if len(keys) else curve
+    return np.diff(last) / last[:-1], periods
 
 
 def sharpe_ratio(equity: pd.Series, risk_free_rate: float) -> float | None:
     """Annualised Sharpe ratio of a bar-level equity curve with a DatetimeIndex (see module docstring)."""
-    frequency, periods = _annual_periods(pd.DatetimeIndex(equity.index))
-    returns = equity.resample(frequency).last().dropna().pct_change().dropna().to_numpy()
+    returns, periods = _period_returns(equity)
     if len(returns) < 2:
         return None
     growth = 1 + returns
@@ -294,12 +310,15 @@ def trades_json(trades: Trades) -> dict[str, list[JsonScalar]]:
     for name in TRADE_COLUMNS:
         values = trades[name]
         if name in ("entry_time", "exit_time"):
-            utc = pd.DatetimeIndex(pd.to_datetime(values, utc=True)).tz_localize(None).to_numpy()
-            columns[name] = np.char.add(np.datetime_as_string(utc, unit="s"), "+00:00").tolist()
+            # Aware times convert to UTC; naive ones are UTC already (`trade_table`).
+            seconds = np.asarray(values, dtype="datetime64[s]")
+            columns[name] = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00").tolist()
         elif name in ("entry_bar", "exit_bar"):
             columns[name] = np.asarray(values, dtype="int64").tolist()
         elif name == "tag":
             columns[name] = [None if pd.isna(v) else str(v) for v in values]
         else:
-            columns[name] = [_value(v) for v in np.asarray(values, dtype="float64").tolist()]
+            numbers = np.asarray(values, dtype="float64")
+            finite = np.isfinite(numbers).tolist()
+            columns[name] = [v if ok else None for v, ok in zip(numbers.tolist(), finite, strict=True)]
     return columns

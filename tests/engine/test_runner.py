@@ -21,7 +21,7 @@ EURUSD = RunSpec("SmaCross", "EURUSD", "H1", 1.0, date(2017, 5, 1), date(2018, 2
 NO_RF = Settings(risk_free_rate=0.0)
 
 
-def bare_stats(spec: RunSpec):
+def bare_stats(spec: RunSpec, **params):
     """The same run straight through backtesting.py, for its equity curve and statistics."""
     instruments = load_instruments()
     costs = costs_for(spec.ticker, instruments.instruments[spec.ticker], instruments, "USD")
@@ -35,7 +35,7 @@ def bare_stats(spec: RunSpec):
         margin=costs.margin,
         finalize_trades=True,
     )
-    return backtest.run(risk=spec.risk, lots=costs.lots)
+    return backtest.run(risk=spec.risk, lots=costs.lots, **params)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,16 @@ def test_risk_free_rate_reaches_the_sharpe_ratio(eurusd) -> None:
     expected = (bare["Return (Ann.) [%]"] - 5.0) / bare["Volatility (Ann.) [%]"]
     assert with_rf.metrics["sharpe_ratio"] == pytest.approx(expected)
     assert with_rf.metrics["sharpe_ratio"] < outcome.metrics["sharpe_ratio"]
+
+
+@pytest.mark.parametrize(
+    ("ticker", "timeframe", "date_from"),
+    [("GOOG", "D1", date(2004, 1, 1)), ("AAPL", "W1", date(2000, 1, 1)), ("MSFT", "MN1", date(2000, 1, 1))],
+)
+def test_sharpe_periods_match_backtesting(ticker: str, timeframe: str, date_from: date) -> None:
+    spec = RunSpec("SmaCross", ticker, timeframe, 1.0, date_from, date(2013, 3, 1), 100_000.0, params={"n_slow": 20})
+    bare = bare_stats(spec, n_slow=20)
+    assert run_backtest(spec, settings=NO_RF).metrics["sharpe_ratio"] == pytest.approx(bare["Sharpe Ratio"])
 
 
 def test_a_run_without_trades_stores_no_nan() -> None:
