@@ -30,17 +30,16 @@ Metrics (`backtest_metrics`, keys METRIC_COLUMNS); "None" is stored where the va
 - `winrate_p_value` = P(X ≥ winners), X ~ Binomial(trades, 0.5) (one-sided: no better than a coin);
   1.0 without trades.
 - `sharpe_ratio` = (annualised return − risk-free rate) / annualised volatility, both as backtesting.py
-  0.6.6 computes them from the equity resampled to days (weeks, months for such bars; 252 periods a year,
-  365 with weekend bars, 52 weekly, 12 monthly; geometric mean return). backtesting.py's `run` fixes the
-  rate at 0; here the configured rate is applied. None when the volatility is 0 or undefined.
+  0.6.6 computes them from the last equity of each calendar day (Monday-to-Sunday week, month, year for
+  such bars; 252 periods a year, 365 with weekend bars, 52 weekly, 12 monthly; geometric mean return).
+  backtesting.py's `run` fixes the rate at 0; here the configured rate is applied. None when the
+  volatility is 0 or undefined.
 - `stability_ratio` = R² of an ordinary least-squares line through the equity against the bar index
   (direction-agnostic, as in the seed); None when the equity is constant.
 - `jarque_bera_stat`, `jarque_bera_p_value`, `skew` (biased), `kurtosis` (biased, excess), as scipy's
   `jarque_bera`, `skew`, `kurtosis` define them, of the per-trade equity returns: equity at each exit
   over equity at the previous exit (initial equity before the first), minus 1. One return per trade,
   the first included (the seed dropped it). None with fewer than 3 returns or when they are all equal.
-
-These are computed with numpy alone: importing scipy.stats costs seconds per process.
 - `stability_weighted_rar` = return_pct / (1 + drawdown_pct) × ln(1 + trades) × stability_ratio;
   0.0 without trades (ln 1 = 0), None when the stability ratio is None otherwise.
 
@@ -51,6 +50,9 @@ than 2 trades. `long_winrate`/`short_winrate` are percents of winners among long
 any. `profit_factor` = Σ net_pnl of winners / |Σ net_pnl of losers| (money-weighted and net, unlike the
 seed's gross price returns); None when there is no losing money (no losers, or losers summing to 0).
 `consecutive_wins`/`consecutive_losses` are the longest runs in exit order (0 without any).
+
+Everything is computed with numpy alone (importing scipy.stats costs seconds per process); the tests
+check it against scipy and backtesting.py's own statistics.
 """
 
 from __future__ import annotations
