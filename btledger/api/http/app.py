@@ -105,13 +105,11 @@ def _openapi(*, secured: bool) -> OpenAPIConfig:
         description=(
             "An event-sourced ledger of trading-strategy backtests. Every error is JSON "
             "{status, error, detail, field}. Mutations answer once the read model includes them."
-            + (" Mutations need `Authorization: Bearer <token>`." if secured else "")
+            + (" This server requires `Authorization: Bearer <token>` on changes." if secured else "")
         ),
         path="/schema",
         render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin()],
-        components=Components(
-            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")} if secured else None
-        ),
+        components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
     )
 
 

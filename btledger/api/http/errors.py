@@ -12,6 +12,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import ClientException, HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 from pydantic import BaseModel, ValidationError
 
@@ -97,6 +98,17 @@ def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
+
+#: The error responses every operation documents (Litestar's default 400 schema is not ours).
+ERRORS = {
+    400: ResponseSpec(ErrorBody, description="Bad input; `field` names it. Nothing was changed."),
+    401: ResponseSpec(ErrorBody, description="A change without the bearer token, when the server has one."),
+    404: ResponseSpec(ErrorBody, description="No such backtest, job, strategy or route."),
+    409: ResponseSpec(ErrorBody, description="The change does not apply to the result's current state."),
+    503: ResponseSpec(ErrorBody, description="Recorded, but the read model has not caught up within 10 s."),
+}
+#: OpenAPI security of a change: none, or the bearer token when the server is started with one.
+CHANGE_SECURITY: list[dict[str, list[str]]] = [{}, {"bearer": []}]
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     InvalidInput: _invalid_input,

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from litestar import Response, delete, get, post, put
+from litestar import MediaType, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import Body, FromQuery, PathParameter, QueryParameter
 from litestar.response import File
 
+from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
 from btledger.api.http.schemas import (
     BacktestDetail,
     DeletionResult,
@@ -50,7 +51,7 @@ def live_backtest(services: Services, id_or_prefix: str) -> tuple[UUID, dict[str
     raise NotFound(f"backtest {identity} {why}")
 
 
-@get("/backtests", summary="Filtered search")
+@get("/backtests", responses=ERRORS, summary="Filtered search")
 async def search(
     services: NamedDependency[Services],
     min_return: Threshold = None,
@@ -96,7 +97,7 @@ async def search(
     return await services.cached_json(("search", *filters.values()), page)
 
 
-@get("/backtests/{backtest_id:str}", summary="One result")
+@get("/backtests/{backtest_id:str}", responses=ERRORS, summary="One result")
 async def backtest(services: NamedDependency[Services], backtest_id: IdPath) -> Response[BacktestDetail]:
     def detail() -> dict[str, Any]:
         identity, row = live_backtest(services, backtest_id)
@@ -110,7 +111,7 @@ async def backtest(services: NamedDependency[Services], backtest_id: IdPath) -> 
     return await services.cached_json(("backtest", backtest_id), detail)
 
 
-@get("/backtests/{backtest_id:str}/trades", summary="Trades of a result")
+@get("/backtests/{backtest_id:str}/trades", responses=ERRORS, summary="Trades of a result")
 async def trades(services: NamedDependency[Services], backtest_id: IdPath) -> Response[list[TradeRow]]:  # type: ignore[valid-type]
     def rows() -> list[dict[str, Any]]:
         identity, _ = live_backtest(services, backtest_id)
@@ -119,7 +120,7 @@ async def trades(services: NamedDependency[Services], backtest_id: IdPath) -> Re
     return await services.cached_json(("trades", backtest_id), rows)
 
 
-@get("/backtests/{backtest_id:str}/history", summary="Every event of a result")
+@get("/backtests/{backtest_id:str}/history", responses=ERRORS, summary="Every event of a result")
 async def history(services: NamedDependency[Services], backtest_id: IdPath) -> Response[list[HistoryEntry]]:
     """Deleted results too: the history is never removed."""
 
@@ -130,7 +131,13 @@ async def history(services: NamedDependency[Services], backtest_id: IdPath) -> R
     return await services.cached_json(("history", backtest_id), rows)
 
 
-@get("/backtests/{backtest_id:str}/plot", summary="The HTML plot of a result", sync_to_thread=True)
+@get(
+    "/backtests/{backtest_id:str}/plot",
+    responses=ERRORS,
+    summary="The HTML plot of a result",
+    media_type=MediaType.HTML,
+    sync_to_thread=True,
+)
 def plot(services: NamedDependency[Services], backtest_id: IdPath) -> File:
     identity = services.ledger.resolve(backtest_id)
     for mode in PLOT_MODES:
@@ -140,7 +147,13 @@ def plot(services: NamedDependency[Services], backtest_id: IdPath) -> File:
     raise NotFound(f"no plot was made for backtest {identity} (run it with plot 'persist' or 'temp')")
 
 
-@put("/backtests/{backtest_id:str}/favorite", summary="Toggle the favourite flag", sync_to_thread=True)
+@put(
+    "/backtests/{backtest_id:str}/favorite",
+    responses=ERRORS,
+    security=CHANGE_SECURITY,
+    summary="Toggle the favourite flag",
+    sync_to_thread=True,
+)
 def toggle_favorite(services: NamedDependency[Services], backtest_id: IdPath) -> FavoriteResult:
     identity = services.ledger.resolve(backtest_id)
     value, position = services.ledger.toggle_favorite(identity)
@@ -148,7 +161,14 @@ def toggle_favorite(services: NamedDependency[Services], backtest_id: IdPath) ->
     return FavoriteResult(id=str(identity), favorite=value, position=position)
 
 
-@delete("/backtests/{backtest_id:str}", summary="Delete a result", status_code=200, sync_to_thread=True)
+@delete(
+    "/backtests/{backtest_id:str}",
+    responses=ERRORS,
+    security=CHANGE_SECURITY,
+    summary="Delete a result",
+    status_code=200,
+    sync_to_thread=True,
+)
 def delete_backtest(
     services: NamedDependency[Services],
     backtest_id: IdPath,
@@ -162,7 +182,14 @@ def delete_backtest(
     return DeletionResult(id=str(identity), deleted=True, position=position)
 
 
-@post("/backtests/{backtest_id:str}/restore", summary="Undo a deletion", status_code=200, sync_to_thread=True)
+@post(
+    "/backtests/{backtest_id:str}/restore",
+    responses=ERRORS,
+    security=CHANGE_SECURITY,
+    summary="Undo a deletion",
+    status_code=200,
+    sync_to_thread=True,
+)
 def restore(services: NamedDependency[Services], backtest_id: IdPath) -> DeletionResult:
     identity = services.ledger.resolve(backtest_id)
     position = services.ledger.restore(identity)
@@ -172,6 +199,8 @@ def restore(services: NamedDependency[Services], backtest_id: IdPath) -> Deletio
 
 @post(
     "/backtests/{backtest_id:str}/tests/{kind:str}",
+    responses=ERRORS,
+    security=CHANGE_SECURITY,
     summary="Run and record a robustness test",
     status_code=201,
     sync_to_thread=True,
@@ -197,7 +226,7 @@ def run_test(
     return RobustnessTest(**next(test for test in tests if test["test_id"] == test_id))
 
 
-@get("/backtests/{backtest_id:str}/tests", summary="Robustness tests of a result")
+@get("/backtests/{backtest_id:str}/tests", responses=ERRORS, summary="Robustness tests of a result")
 async def tests(services: NamedDependency[Services], backtest_id: IdPath) -> Response[list[RobustnessTest]]:
     def rows() -> list[dict[str, Any]]:
         identity, _ = live_backtest(services, backtest_id)

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, JSONBody, PathParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
 from btledger.api.http.jobs import Job
 from btledger.api.http.schemas import JobAccepted, JobView
 from btledger.api.http.services import Services
@@ -23,7 +24,7 @@ def _links(job_id: str) -> dict[str, str]:
     return {"self": f"/jobs/{job_id}", "events": f"/jobs/{job_id}/events"}
 
 
-@post("/backtests", summary="Run a batch", status_code=202)
+@post("/backtests", responses=ERRORS, security=CHANGE_SECURITY, summary="Run a batch", status_code=202)
 async def run_batch(services: NamedDependency[Services], data: JSONBody[RunBatch]) -> Response[JobAccepted]:
     """Queue strategies × tickers × timeframes × risks over one date range. The body is validated in full
     (names against the registry and the configs) before anything runs; progress streams at the events link."""
@@ -32,7 +33,7 @@ async def run_batch(services: NamedDependency[Services], data: JSONBody[RunBatch
     return Response(accepted, status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
-@get("/jobs/{job_id:str}", summary="A batch job's status and counts")
+@get("/jobs/{job_id:str}", responses=ERRORS, summary="A batch job's status and counts")
 async def job_status(services: NamedDependency[Services], job_id: JobId) -> JobView:
     job = services.jobs.get(job_id)
     return JobView(
@@ -49,7 +50,12 @@ async def job_status(services: NamedDependency[Services], job_id: JobId) -> JobV
     )
 
 
-@get("/jobs/{job_id:str}/events", summary="A batch job's progress as server-sent events")
+@get(
+    "/jobs/{job_id:str}/events",
+    responses=ERRORS,
+    summary="A batch job's progress as server-sent events",
+    media_type="text/event-stream",
+)
 async def job_events(
     services: NamedDependency[Services],
     job_id: JobId,

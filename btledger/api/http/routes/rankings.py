@@ -9,6 +9,7 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
+from btledger.api.http.errors import ERRORS
 from btledger.api.http.schemas import BacktestRow, RobustRow
 from btledger.api.http.services import Services
 from btledger.projections import queries
@@ -16,7 +17,7 @@ from btledger.projections import queries
 Name = Annotated[str, PathParameter(min_length=1, max_length=200)]
 
 
-@get("/rankings/robust", summary="Robust ranking")
+@get("/rankings/robust", responses=ERRORS, summary="Robust ranking")
 async def robust(
     services: NamedDependency[Services],
     strategy: Annotated[str | None, QueryParameter(min_length=1, max_length=200)] = None,
@@ -35,6 +36,7 @@ async def robust(
 
 @get(
     "/strategies/{name:str}/tickers/{ticker:str}/backtests",
+    responses=ERRORS,
     summary="Runs of a strategy on a ticker",
 )
 async def strategy_ticker(services: NamedDependency[Services], name: Name, ticker: Name) -> Response[list[BacktestRow]]:  # type: ignore[valid-type]
@@ -46,7 +48,7 @@ async def strategy_ticker(services: NamedDependency[Services], name: Name, ticke
     return await services.cached_json(("strategy_ticker", name, ticker), rows)
 
 
-@get("/favorites", summary="Favourite results")
+@get("/favorites", responses=ERRORS, summary="Favourite results")
 async def favorites(services: NamedDependency[Services]) -> Response[list[BacktestRow]]:  # type: ignore[valid-type]
     return await services.cached_json(("favorites",), lambda: services.read(queries.favorites))
 

@@ -8,6 +8,7 @@ from litestar import delete, get
 from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
+from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
 from btledger.api.http.routes.backtests import remove_plots
 from btledger.api.http.schemas import StrategyDeletion, StrategyInfo
 from btledger.api.http.services import Services
@@ -15,7 +16,7 @@ from btledger.domain.errors import NotFound
 from btledger.engine.registry import registry
 
 
-@get("/strategies", summary="Registered strategies")
+@get("/strategies", responses=ERRORS, summary="Registered strategies")
 async def strategies() -> list[StrategyInfo]:
     return [
         StrategyInfo(name=entry.name, fingerprint=entry.fingerprint, origin=entry.origin, params=dict(entry.params))
@@ -24,7 +25,12 @@ async def strategies() -> list[StrategyInfo]:
 
 
 @delete(
-    "/strategies/{name:str}", summary="Delete every live result of a strategy", status_code=200, sync_to_thread=True
+    "/strategies/{name:str}",
+    responses=ERRORS,
+    security=CHANGE_SECURITY,
+    summary="Delete every live result of a strategy",
+    status_code=200,
+    sync_to_thread=True,
 )
 def delete_strategy(
     services: NamedDependency[Services], name: Annotated[str, PathParameter(min_length=1, max_length=200)]

@@ -8,13 +8,14 @@ from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
+from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
 from btledger.api.http.schemas import Health, SqlRequest, SqlResponse
 from btledger.api.http.services import SETTLE_TIMEOUT_S, Services
 from btledger.domain.errors import InvalidInput
 from btledger.projections import queries
 
 
-@get("/health", summary="Event store and read model positions", sync_to_thread=True)
+@get("/health", responses=ERRORS, summary="Event store and read model positions", sync_to_thread=True)
 def health(
     services: NamedDependency[Services],
     wait_for: Annotated[
@@ -44,7 +45,14 @@ def health(
     )
 
 
-@post("/sql", summary="Run one read-only SQL statement on the read model", status_code=200, sync_to_thread=True)
+@post(
+    "/sql",
+    responses=ERRORS,
+    security=CHANGE_SECURITY,
+    summary="Run one read-only SQL statement on the read model",
+    status_code=200,
+    sync_to_thread=True,
+)
 def sql(services: NamedDependency[Services], data: JSONBody[SqlRequest]) -> SqlResponse:
     """SELECT (WITH …, FROM …) only: any other statement is refused with 400, and the statement runs in a
     transaction that is rolled back."""
