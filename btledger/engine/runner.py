@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
@@ -74,7 +75,10 @@ def run_backtest(spec: RunSpec, *, settings: Settings | None = None, plot_path: 
     trades = trade_table(stats["_trades"], equity)
     if plot_path is not None:
         plot_path.parent.mkdir(parents=True, exist_ok=True)
-        backtest.plot(results=stats, filename=str(plot_path), open_browser=False)
+        with warnings.catch_warnings():
+            # bokeh warns that numpy datetimes carry no timezone; the index is UTC by construction.
+            warnings.filterwarnings("ignore", message="no explicit representation of timezones")
+            backtest.plot(results=stats, filename=str(plot_path), open_browser=False)
     return BacktestOutcome(
         metrics=backtest_metrics(trades, equity, settings.risk_free_rate),
         trade_performance=trade_performance(trades),
