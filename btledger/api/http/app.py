@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 
+import uvicorn
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -79,7 +80,7 @@ def create_app(
                 readmodel=readmodel,
                 projector=projector,
                 jobs=batch_jobs,
-                cache=QueryCache(readmodel.position),
+                cache=QueryCache(readmodel.position, concurrency=os.cpu_count() or 2),
             )
             app.state.services = services
             if announce is not None:
@@ -127,17 +128,19 @@ def serve(
 ) -> None:
     """Run the API with uvicorn (one process: it owns the read model) until interrupted.
 
-    Port 0 picks a free port. Raises `ServerAlreadyRunning` or `ReadModelLocked` (clear messages,
-    before anything starts) when another process holds the data directory.
+    Port 0 picks a free port. Raises, with a message for a person and before anything starts:
+    `ServerAlreadyRunning` or `ReadModelLocked` when another process holds the data directory, and
+    `LedgerError` when the address cannot be listened on.
     """
-    import uvicorn
-
     home = (home or default_home()).resolve()
     running = client.running_server(home)
     if running is not None:
         raise ServerAlreadyRunning(f"a server (pid {running.pid}) already serves {home} at {running.url}")
     ReadModel.open(home / "readmodel.duckdb").close()  # fail here, readably, if another process holds it
-    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as error:
+        raise LedgerError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     bound_port = listener.getsockname()[1]
     app = create_app(home, workers=workers, announce=(host, bound_port))
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
