@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
 from btledger.projections import schema as s
-from btledger.projections.events import LedgerEvent
+from btledger.projections.events import LedgerEvent, to_json
 
 if TYPE_CHECKING:
     from btledger.domain.ledger import Ledger
@@ -40,12 +39,6 @@ _ARROW_TYPES = {
     "DATE": pa.date32(),
     "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
 }
-_json = msgspec.json.Encoder(enc_hook=str)
-
-
-def to_json(value: Any) -> str:
-    """Readable JSON of an event field (dates as ISO strings; anything unknown as its str())."""
-    return _json.encode(value).decode()
 
 
 def _array(values: list[Any], type_: pa.DataType) -> pa.Array:
@@ -158,7 +151,7 @@ class _Batch:
                     "backtest_id": event.backtest_id,
                     "strategy": backtest.key["strategy"] if backtest else event.state.get("strategy"),
                     "version": event.version,
-                    "payload": to_json(event.state),
+                    "payload": event.payload,
                 }
             )
 
@@ -304,7 +297,7 @@ def _trade_rows(results: list[_Backtest]) -> dict[str, list[Any]]:
     columns: dict[str, list[Any]] = {name: [] for name in s.TRADES.column_names}
     for backtest in results:
         assert backtest.new_result is not None
-        trades = backtest.new_result.state["trades"]
+        trades = backtest.new_result.trades_of()
         count = len(trades[TRADE_COLUMNS[0]]) if trades else 0
         if any(len(trades.get(name) or ()) != count for name in TRADE_COLUMNS):
             raise ValueError("trade columns of unequal length")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +249,26 @@ def test_timeframes_are_reloaded_from_the_configuration_on_open(ledger: Ledger, 
     with ReadModel.open(path) as readmodel:  # the packaged configs/timeframes.yaml
         selected = readmodel.cursor().execute("SELECT name FROM timeframes WHERE selected ORDER BY minutes").fetchall()
     assert selected == [("H1",), ("H4",), ("D1",)]
+
+
+def test_old_event_versions_are_upcast_and_payloads_are_readable(
+    ledger: Ledger, readmodel: ReadModel, tmp_path: Path
+) -> None:
+    backtest, _ = ledger.record_outcome(spec(), outcome(n_trades=0, return_dd=None))
+    store = sqlite3.connect(tmp_path / "events.sqlite")
+    [(rowid, state)] = store.execute("SELECT rowid, state FROM stored_events WHERE topic LIKE '%ResultRecorded'")
+    old = json.loads(state)
+    for key in ("class_version", "currency", "bars"):  # what a version-1 writer stored
+        old.pop(key)
+    old["metrics"]["skew"] = float("nan")  # the stdlib encoder writes NaN, which is not JSON
+    store.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (json.dumps(old).encode(), rowid))
+    store.commit()
+
+    readmodel.catch_up(ledger)
+
+    cur = readmodel.cursor()
+    row = q.backtest_by_id(cur, str(backtest))
+    assert row is not None and row["currency"] == "USD" and row["bars"] == -1 and row["skew"] is None
+    registered, recorded = q.history(cur, str(backtest))
+    assert registered["payload"]["date_from"] == "2020-01-01" and "timestamp" not in registered["payload"]
+    assert recorded["payload"]["currency"] == "USD" and recorded["payload"]["trades"]["size"] == []
