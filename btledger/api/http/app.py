@@ -8,7 +8,6 @@ server, which they find in `<home>/server.json` while it runs (see `btledger.api
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -38,8 +37,6 @@ from btledger.domain.errors import LedgerError
 from btledger.projections.projector import Projector
 from btledger.projections.readmodel import ReadModel
 
-log = logging.getLogger(__name__)
-
 ROUTES = [*backtests.ROUTES, *jobs.ROUTES, *rankings.ROUTES, *strategies.ROUTES, *system.ROUTES]
 
 
@@ -66,6 +63,7 @@ def create_app(
             # and the projector's would be copied in whatever state they are).
             pool = stack.enter_context(bootstrap.open_pool(workers))
             ledger = bootstrap.open_ledger(home)
+            stack.callback(ledger.close)
             readmodel = stack.enter_context(ReadModel.open(home / "readmodel.duckdb"))
             # Catches up in its thread: the server answers at once, /health shows the lag meanwhile.
             projector = stack.enter_context(Projector(readmodel, ledger))

@@ -47,6 +47,7 @@ def live_backtest(services: Services, id_or_prefix: str) -> tuple[UUID, dict[str
     why = {
         "deleted": f"is deleted (POST /backtests/{identity}/restore brings it back)",
         "failed": "has no result: its last run failed (see its history)",
+        "recorded": "is recorded but not in the read model yet (GET /health shows the lag)",
     }.get(services.ledger.get(identity).status, "has no result yet")
     raise NotFound(f"backtest {identity} {why}")
 
