@@ -14,6 +14,7 @@ the projector needs it (`trades_of`), so a superseded result's trades are never 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -27,13 +28,19 @@ from eventsourcing.utils import resolve_topic
 _ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic", "class_version")
 #: Fields left undecoded by the fast path (large, and only some of them are ever needed).
 _LAZY = frozenset({"trades"})
+_RAW_SPLIT_BYTES = 8192
 _raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_plain = msgspec.json.Decoder(dict[str, Any])
 _json = msgspec.json.Encoder(enc_hook=str)
 
 
 def to_json(value: Any) -> str:
     """Readable JSON (dates as ISO strings; raw fragments as they are; anything unknown as its str())."""
     return _json.encode(value).decode()
+
+
+def _load(item: Any) -> Any:
+    return msgspec.json.decode(item) if isinstance(item, msgspec.Raw) else item
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,21 @@ class LedgerEvent:
         """The `trades` field, decoding it if the fast path left it raw."""
         trades = self.state["trades"]
         return msgspec.json.decode(trades) if isinstance(trades, msgspec.Raw) else trades
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and ±inf replaced by None, at any depth.
+
+    Only the mapper's path needs this: the stdlib encoder writes NaN, JSON proper (msgspec) cannot.
+    So no number without a defined value reaches a ranking (seed bug 7).
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 @cache
@@ -79,7 +101,7 @@ class Decoder:
     def decode(self, notification: Notification) -> LedgerEvent:
         decoded = self._fast_path(notification) if self._fast else None
         if decoded is None:
-            state = dict(self._mapper.to_domain_event(notification).__dict__)
+            state = _finite(dict(self._mapper.to_domain_event(notification).__dict__))
             recorded_at = state["timestamp"]
             for key in _ENVELOPE:
                 state.pop(key, None)
@@ -98,24 +120,26 @@ class Decoder:
 
     def _fast_path(self, notification: Notification) -> tuple[datetime, dict[str, Any], str] | None:
         """(recorded_at, state, payload), or None when the mapper must decode this one."""
+        # Small states decode in one call; large ones split into raw fields (see the module docstring).
+        large = len(notification.state) > _RAW_SPLIT_BYTES
         try:
-            fields = _raw_fields.decode(notification.state)
-            stored_version = msgspec.json.decode(fields["class_version"]) if "class_version" in fields else 1
+            fields = (_raw_fields if large else _plain).decode(notification.state)
+            stored_version = _load(fields["class_version"]) if "class_version" in fields else 1
             cls = _event_class(notification.topic)
             if cls is not None and stored_version < getattr(cls, "class_version", 1):
                 return None  # needs upcasting
-            recorded_at = self._value(msgspec.json.decode(fields["timestamp"]))
+            recorded_at = self._value(_load(fields["timestamp"]))
             state: dict[str, Any] = {}
             shown: dict[str, Any] = {}
-            for key, raw in fields.items():
+            for key, item in fields.items():
                 if key in _ENVELOPE:
                     continue
-                if key in _LAZY:
-                    state[key] = shown[key] = raw
+                if key in _LAZY and large:
+                    state[key] = shown[key] = item
                     continue
-                value = msgspec.json.decode(raw)
+                value = _load(item)
                 state[key] = self._value(value)
-                shown[key] = raw if state[key] is value else state[key]
+                shown[key] = item if state[key] is value else state[key]
         except (msgspec.DecodeError, KeyError):
             return None
         return recorded_at, state, to_json(shown)

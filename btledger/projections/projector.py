@@ -13,13 +13,13 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
+from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS
 from btledger.projections import schema as s
 from btledger.projections.events import LedgerEvent, to_json
 
@@ -41,28 +41,24 @@ _ARROW_TYPES = {
 }
 
 
-def _array(values: list[Any], type_: pa.DataType) -> pa.Array:
-    array = pa.array(values, type_)
-    if type_ == pa.float64() and array.null_count < len(array):
-        # Numbers with no defined value are NULL: NaN and ±inf never reach a ranking (seed bug 7).
-        array = pc.if_else(pc.is_finite(array), array, None)
-    return array
-
-
-def arrow_table(table: s.Table, columns: dict[str, list[Any]], text: Iterable[str] = ()) -> pa.Table:
-    """An Arrow table with `table`'s columns; columns named in `text` stay strings for DuckDB to cast."""
-    as_text = set(text)
-    return pa.table(
-        {
-            name: _array(columns[name], pa.string() if name in as_text else _ARROW_TYPES[type_.split()[0]])
-            for name, type_ in table.columns
-            if name in columns
-        }
+@cache
+def _arrow_schema(table: s.Table, text: frozenset[str]) -> pa.Schema:
+    return pa.schema(
+        [(name, pa.string() if name in text else _ARROW_TYPES[type_.split()[0]]) for name, type_ in table.columns]
     )
 
 
-def _rows_to_columns(table: s.Table, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {name: [row.get(name) for row in rows] for name in table.column_names}
+def arrow_table(
+    table: s.Table, data: Sequence[dict[str, Any]] | dict[str, list[Any]], text: Iterable[str] = ()
+) -> pa.Table:
+    """Rows (dicts) or columns (lists) as an Arrow table of `table`'s columns; missing ones are NULL.
+
+    Columns named in `text` stay strings for DuckDB to cast on insert (ISO times, any JSON scalar).
+    """
+    schema = _arrow_schema(table, frozenset(text))
+    if isinstance(data, dict):
+        return pa.table(data, schema=schema)
+    return pa.Table.from_pylist(list(data), schema=schema)
 
 
 @dataclass
@@ -107,7 +103,8 @@ class _Batch:
 
     def __init__(self, cur: duckdb.DuckDBPyConnection, schema: str, events: Sequence[LedgerEvent]) -> None:
         self.cur, self.schema, self.events = cur, schema, events
-        self.backtests: dict[str, _Backtest] = self._load({e.backtest_id for e in events})
+        registered_here = {e.backtest_id for e in events if e.event_type == "Registered"}
+        self.backtests: dict[str, _Backtest] = self._load({e.backtest_id for e in events} - registered_here)
         self.ledger_rows: list[dict[str, Any]] = []
 
     def _select(self, sql: str, ids: list[str]) -> list[dict[str, Any]]:
@@ -116,6 +113,8 @@ class _Batch:
         return [dict(zip(names, row, strict=True)) for row in self.cur.fetchall()]
 
     def _load(self, ids: set[str]) -> dict[str, _Backtest]:
+        if not ids:
+            return {}
         wanted = sorted(ids)
         keys = self._select("SELECT * FROM {s}.backtest_keys WHERE id IN (SELECT unnest(?))", wanted)
         current = {
@@ -215,10 +214,12 @@ class _Batch:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def _insert(self, table: s.Table, columns: dict[str, list[Any]], text: Iterable[str] = ()) -> None:
-        if not columns[table.columns[0][0]]:
+    def _insert(
+        self, table: s.Table, data: Sequence[dict[str, Any]] | dict[str, list[Any]], text: Iterable[str] = ()
+    ) -> None:
+        if not (data[table.columns[0][0]] if isinstance(data, dict) else data):
             return
-        self.cur.register("_batch_rows", arrow_table(table, columns, text))
+        self.cur.register("_batch_rows", arrow_table(table, data, text))
         try:
             self.cur.execute(f"INSERT INTO {self.schema}.{table.name} BY NAME SELECT * FROM _batch_rows")
         finally:
@@ -239,12 +240,12 @@ class _Batch:
 
     def write(self) -> None:
         backtests = self.backtests.values()
-        self._insert(s.LEDGER_EVENTS, _rows_to_columns(s.LEDGER_EVENTS, self.ledger_rows))
+        self._insert(s.LEDGER_EVENTS, self.ledger_rows)
 
         # Every backtest loaded or registered here was touched by an event of the batch.
         self._delete(s.BACKTEST_KEYS, "id", [b.key["id"] for b in backtests if not b.is_new])
         keys = [{**b.key, "status": b.status} for b in backtests]
-        self._insert(s.BACKTEST_KEYS, _rows_to_columns(s.BACKTEST_KEYS, keys))
+        self._insert(s.BACKTEST_KEYS, keys)
 
         changed = [b for b in backtests if b.versions]
         closes = [b for b in changed if b.closes_open_version]
@@ -262,10 +263,10 @@ class _Batch:
             )
             self.cur.unregister("_closes")
         versions = [row for b in changed for row in b.versions]
-        self._insert(s.BACKTEST_VERSIONS, _rows_to_columns(s.BACKTEST_VERSIONS, versions))
+        self._insert(s.BACKTEST_VERSIONS, versions)
         self._delete(s.BACKTESTS, "id", [b.key["id"] for b in changed if not b.is_new])
         live = [b.current for b in changed if b.live and b.current is not None]
-        self._insert(s.BACKTESTS, _rows_to_columns(s.BACKTESTS, live))
+        self._insert(s.BACKTESTS, live)
 
         self._write_result_rows(list(backtests))
 
@@ -310,19 +311,16 @@ def _trade_rows(results: list[_Backtest]) -> dict[str, list[Any]]:
     return columns
 
 
-def _trade_performance_rows(results: list[_Backtest]) -> dict[str, list[Any]]:
-    rows = []
-    for backtest in results:
-        assert backtest.new_result is not None
-        performance = backtest.new_result.state["trade_performance"] or {}
-        rows.append(
-            {"backtest_id": backtest.key["id"]} | {name: performance.get(name) for name in TRADE_PERFORMANCE_COLUMNS}
-        )
-    return _rows_to_columns(s.TRADE_PERFORMANCE, rows)
+def _trade_performance_rows(results: list[_Backtest]) -> list[dict[str, Any]]:
+    return [
+        {"backtest_id": b.key["id"], **(b.new_result.state["trade_performance"] or {})}
+        for b in results
+        if b.new_result is not None
+    ]
 
 
-def _robustness_test_rows(tests: list[tuple[_Backtest, LedgerEvent]]) -> dict[str, list[Any]]:
-    rows = [
+def _robustness_test_rows(tests: list[tuple[_Backtest, LedgerEvent]]) -> list[dict[str, Any]]:
+    return [
         {
             "test_id": event.state["test_id"],
             "backtest_id": backtest.key["id"],
@@ -334,11 +332,10 @@ def _robustness_test_rows(tests: list[tuple[_Backtest, LedgerEvent]]) -> dict[st
         }
         for backtest, event in tests
     ]
-    return _rows_to_columns(s.ROBUSTNESS_TESTS, rows)
 
 
-def _robustness_metric_rows(tests: list[tuple[_Backtest, LedgerEvent]]) -> dict[str, list[Any]]:
-    rows = [
+def _robustness_metric_rows(tests: list[tuple[_Backtest, LedgerEvent]]) -> list[dict[str, Any]]:
+    return [
         {
             "test_id": event.state["test_id"],
             "backtest_id": backtest.key["id"],
@@ -348,7 +345,6 @@ def _robustness_metric_rows(tests: list[tuple[_Backtest, LedgerEvent]]) -> dict[
         for backtest, event in tests
         for metric, value in (event.state["metrics"] or {}).items()
     ]
-    return _rows_to_columns(s.ROBUSTNESS_METRICS, rows)
 
 
 def project_batch(cur: duckdb.DuckDBPyConnection, schema: str, events: Sequence[LedgerEvent]) -> None:

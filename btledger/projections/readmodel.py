@@ -216,9 +216,7 @@ class ReadModel:
 
     def _load_timeframes(self, cur: duckdb.DuckDBPyConnection, schema: str) -> None:
         cur.execute(f"DELETE FROM {schema}.timeframes")
-        listed = self.timeframes.timeframes
-        rows = {"name": [tf.name for tf in listed], "minutes": [tf.minutes for tf in listed],
-                "selected": [tf.selected for tf in listed]}  # fmt: skip
+        rows = [tf.model_dump(include={"name", "minutes", "selected"}) for tf in self.timeframes.timeframes]
         cur.register("_timeframes", arrow_table(s.TIMEFRAMES, rows))
         cur.execute(f"INSERT INTO {schema}.timeframes BY NAME SELECT * FROM _timeframes")
         cur.unregister("_timeframes")

@@ -272,3 +272,14 @@ def test_old_event_versions_are_upcast_and_payloads_are_readable(
     registered, recorded = q.history(cur, str(backtest))
     assert registered["payload"]["date_from"] == "2020-01-01" and "timestamp" not in registered["payload"]
     assert recorded["payload"]["currency"] == "USD" and recorded["payload"]["trades"]["size"] == []
+
+
+def test_large_payloads_pass_through_unchanged(ledger: Ledger, readmodel: ReadModel) -> None:
+    large = outcome(n_trades=300)  # above the size at which the decoder keeps fields raw
+    backtest, _ = ledger.record_outcome(spec(), large)
+    readmodel.catch_up(ledger)
+
+    [_, recorded] = q.history(readmodel.cursor(), str(backtest))
+
+    assert recorded["payload"] == large.to_json()
+    assert len(q.trades_of(readmodel.cursor(), str(backtest))) == 300
