@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -127,25 +128,25 @@ class Client:
 
     def backtest(self, id_or_prefix: str) -> dict[str, Any]:
         """The `backtests` row of a live result."""
-        return self._call("GET", f"/backtests/{id_or_prefix}")["backtest"]  # type: ignore[no-any-return]
+        return self._call("GET", f"/backtests/{_segment(id_or_prefix)}")["backtest"]  # type: ignore[no-any-return]
 
     def trades(self, id_or_prefix: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/backtests/{id_or_prefix}/trades")
+        return self._call("GET", f"/backtests/{_segment(id_or_prefix)}/trades")
 
     def history(self, id_or_prefix: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/backtests/{id_or_prefix}/history")
+        return self._call("GET", f"/backtests/{_segment(id_or_prefix)}/history")
 
     def favorites(self) -> list[dict[str, Any]]:
         return self._call("GET", "/favorites")
 
     def strategy_ticker(self, strategy: str, ticker: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/strategies/{strategy}/tickers/{ticker}/backtests")
+        return self._call("GET", f"/strategies/{_segment(strategy)}/tickers/{_segment(ticker)}/backtests")
 
     def strategies(self) -> list[dict[str, Any]]:
         return self._call("GET", "/strategies")
 
     def robustness_tests(self, id_or_prefix: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/backtests/{id_or_prefix}/tests")
+        return self._call("GET", f"/backtests/{_segment(id_or_prefix)}/tests")
 
     def sql(self, statement: str, max_rows: int = 10_000) -> dict[str, Any]:
         """`{"columns", "rows", "truncated"}` of one read-only statement."""
@@ -163,6 +164,10 @@ class Client:
         if response.is_success:
             return response.json()
         raise _error(response)
+
+
+def _segment(text: str) -> str:
+    return quote(text, safe="")
 
 
 def _param(value: Any) -> Any:

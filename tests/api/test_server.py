@@ -18,6 +18,7 @@ import pytest
 from btledger.api.client import Client, ServerInfo, running_server, server_file
 from btledger.api.http.app import ServerAlreadyRunning, serve
 from btledger.bootstrap import open_ledger
+from btledger.domain.errors import InvalidInput, NotFound
 from btledger.projections.readmodel import ReadModel, ReadModelLocked
 from tests.api import sse
 from tests.api.conftest import BATCH
@@ -95,6 +96,12 @@ def test_serve_runs_a_batch_over_http_and_streams_it_to_the_end(
         assert favorite is True
         assert client.wait_for(position)["projection_position"] >= position
         assert [row["id"] for row in client.favorites()] == [target]
+        # Its errors are the domain's, as if the call were local.
+        with pytest.raises(NotFound):
+            client.backtest("0000")
+        with pytest.raises(InvalidInput) as bad:
+            client.search(sort="bogus")
+        assert bad.value.field == "sort"
 
     # One server per data directory.
     with pytest.raises(ServerAlreadyRunning, match=str(process.pid)):
