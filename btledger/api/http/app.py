@@ -8,6 +8,7 @@ server, which they find in `<home>/server.json` while it runs (see `btledger.api
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -112,6 +113,13 @@ def _openapi(*, secured: bool) -> OpenAPIConfig:
     )
 
 
+def _freeze_heap() -> None:
+    """Keep what startup left alive (pandas, bokeh, backtesting, DuckDB: ~180k objects) out of the garbage
+    collector's full passes, which otherwise take ~100 ms each and showed as 100 ms p99 spikes under load."""
+    gc.collect()
+    gc.freeze()
+
+
 class ServerAlreadyRunning(LedgerError):
     """A server already owns this data directory."""
 
@@ -141,6 +149,7 @@ def serve(
         raise LedgerError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     bound_port = listener.getsockname()[1]
     app = create_app(home, workers=workers, announce=(host, bound_port))
+    app.on_startup.append(_freeze_heap)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     with listener:
