@@ -360,7 +360,7 @@ class Projector:
     It catches up on start, then waits for `notify()` (called after a command appends events) or a
     short poll interval, so events appended by other processes are picked up too. Errors reading the
     store or writing DuckDB are logged and retried with backoff; poison events never stop it (they
-    are parked in `dead_letters`).
+    are parked in `dead_letters`). Stop it before closing the read model.
     """
 
     def __init__(self, readmodel: ReadModel, ledger: Ledger, poll_interval: float = 0.05) -> None:
