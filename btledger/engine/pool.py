@@ -43,11 +43,22 @@ _THREAD_VARIABLES = (
 )
 
 
-def _serve(connection: Connection, settings: Settings) -> None:
-    """A worker's life: run each job received, reply (outcome, None) or (None, error), stop on None."""
+def _serve(connection: Connection, settings: Settings, parent_end: Connection | None = None) -> None:
+    """A worker's life: run each job received, reply (outcome, None) or (None, error), stop on None or
+    when the parent is gone."""
+    if parent_end is not None:
+        # A forked worker inherits the parent's end of its own pipe. Closed here, the parent's death (even
+        # by SIGKILL) closes the pipe, so recv() ends instead of waiting forever in an orphaned worker.
+        parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
-    while (job := connection.recv()) is not None:
+    while True:
+        try:
+            job = connection.recv()
+        except EOFError:  # the parent died without saying goodbye
+            return
+        if job is None:
+            return
         spec, plot_path = job
         try:
             reply: tuple[BacktestOutcome | None, str | None] = (
@@ -56,7 +67,10 @@ def _serve(connection: Connection, settings: Settings) -> None:
             )
         except Exception as exc:  # one failing combination must not end the worker
             reply = (None, f"{type(exc).__name__}: {exc}")
-        connection.send(reply)
+        try:
+            connection.send(reply)
+        except BrokenPipeError:  # the parent died while this job ran
+            return
 
 
 @dataclass
@@ -85,7 +99,10 @@ class WorkerPool:
 
     def _start(self) -> _Worker:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(child, self._settings), daemon=True)
+        forked = self._context.get_start_method() == "fork"
+        process = self._context.Process(
+            target=_serve, args=(child, self._settings, parent if forked else None), daemon=True
+        )
         process.start()
         child.close()
         return _Worker(process, parent)
