@@ -19,6 +19,7 @@ import typer
 from btledger.api import render
 from btledger.config import ConfigError
 from btledger.domain.errors import Conflict, InvalidInput, LedgerError, NotFound
+from btledger.projections.readmodel import ReadModelError
 
 app = typer.Typer(
     name="btledger",
@@ -47,6 +48,8 @@ def errors_to_exit_codes() -> Iterator[None]:
         fail(str(exc), 2 if isinstance(exc, NotFound) else 1)
     except ConfigError as exc:
         fail(f"config: {exc}", 1)
+    except ReadModelError as exc:
+        fail(str(exc), 1)
     except LedgerError as exc:
         fail(str(exc), 1)
     except ValueError as exc:

@@ -14,7 +14,7 @@ from btledger import bootstrap
 from btledger.api import render
 from btledger.config import home
 from btledger.domain.audit import verify as verify_result
-from btledger.domain.batch import BatchReport, run_batch
+from btledger.domain.batch import BatchReport, remove_plots, run_batch
 from btledger.domain.batch import Progress as BatchProgress
 from btledger.domain.commands import RunBatch, parse
 from btledger.domain.robustness import run_robustness_test
@@ -91,6 +91,7 @@ def delete(id_or_prefix: str, reason: str) -> UUID:
     ledger = bootstrap.open_ledger()
     identity = ledger.resolve(id_or_prefix)
     ledger.delete(identity, reason)
+    remove_plots(home(), identity)
     bootstrap.catch_up(ledger)
     return identity
 
@@ -106,6 +107,8 @@ def restore(id_or_prefix: str) -> UUID:
 def delete_strategy(name: str) -> list[UUID]:
     ledger = bootstrap.open_ledger()
     ids, _ = ledger.delete_strategy(name)
+    for identity in ids:
+        remove_plots(home(), identity)
     bootstrap.catch_up(ledger)
     return ids
 

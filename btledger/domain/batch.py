@@ -71,6 +71,10 @@ class RunsBacktests(Protocol):
     ) -> Iterator[tuple[RunSpec, BacktestOutcome | None, str | None]]: ...
 
 
+#: Plot modes that write a file ("none" writes nothing).
+PLOT_MODES = ("persist", "temp")
+
+
 def plot_path(home: Path, mode: str, backtest: UUID) -> Path | None:
     """Where a run's HTML plot goes: `plots/` to keep, `plots/temp/` for a throw-away look."""
     if mode == "persist":
@@ -78,6 +82,14 @@ def plot_path(home: Path, mode: str, backtest: UUID) -> Path | None:
     if mode == "temp":
         return home / "plots" / "temp" / f"{backtest}.html"
     return None
+
+
+def remove_plots(home: Path, backtest: UUID) -> None:
+    """Delete a result's plot files: a deleted result shows no plot (its history keeps the path)."""
+    for mode in PLOT_MODES:
+        path = plot_path(home, mode, backtest)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def run_batch(

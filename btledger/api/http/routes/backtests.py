@@ -27,7 +27,7 @@ from btledger.api.http.schemas import (
     TradeRow,
 )
 from btledger.api.http.services import Services
-from btledger.domain.batch import plot_path
+from btledger.domain.batch import PLOT_MODES, plot_path, remove_plots
 from btledger.domain.errors import NotFound
 from btledger.domain.robustness import KINDS, run_robustness_test
 from btledger.projections import queries
@@ -35,7 +35,6 @@ from btledger.projections import queries
 #: A finite threshold: NaN and ±inf fail the bounds and are rejected as bad input.
 Threshold = Annotated[float | None, QueryParameter(ge=-1e18, le=1e18)]
 IdPath = Annotated[str, PathParameter(description="A backtest id or a unique prefix of it (at least 4 hex digits).")]
-PLOT_MODES = ("persist", "temp")
 
 
 def live_backtest(services: Services, id_or_prefix: str) -> tuple[UUID, dict[str, Any]]:
@@ -178,7 +177,7 @@ def delete_backtest(
     """A tombstone: the history stays and a restore brings the result back. Its plot file is removed."""
     identity = services.ledger.resolve(backtest_id)
     position = services.ledger.delete(identity, reason)
-    remove_plots(services, identity)
+    remove_plots(services.home, identity)
     services.settle(position)
     return DeletionResult(id=str(identity), deleted=True, position=position)
 
@@ -234,13 +233,6 @@ async def tests(services: NamedDependency[Services], backtest_id: IdPath) -> Res
         return services.read(lambda cur: queries.robustness_tests_of(cur, str(identity)))
 
     return await services.cached_json(("tests", backtest_id), rows)
-
-
-def remove_plots(services: Services, identity: UUID) -> None:
-    for mode in PLOT_MODES:
-        path = plot_path(services.home, mode, identity)
-        if path is not None:
-            path.unlink(missing_ok=True)
 
 
 ROUTES = [search, backtest, trades, history, plot, toggle_favorite, delete_backtest, restore, run_test, tests]

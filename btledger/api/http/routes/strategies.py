@@ -9,9 +9,9 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
 from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
-from btledger.api.http.routes.backtests import remove_plots
 from btledger.api.http.schemas import StrategyDeletion, StrategyInfo
 from btledger.api.http.services import Services
+from btledger.domain.batch import remove_plots
 from btledger.domain.errors import NotFound
 from btledger.engine.registry import registry
 
@@ -40,7 +40,7 @@ def delete_strategy(
     if not ids and name not in registry():
         raise NotFound(f"no strategy named {name!r} is registered or has results", field="name")
     for identity in ids:
-        remove_plots(services, identity)
+        remove_plots(services.home, identity)
     services.settle(position)
     return StrategyDeletion(strategy=name, deleted=[str(i) for i in ids], position=position)
 
