@@ -51,12 +51,13 @@ class FakeRandomRunner:
 
 def test_profile_by_hand() -> None:
     profile = profile_strategy(REAL, bars=100)
-    assert profile.prob_trade == 0.04
+    # 4 trades holding 18 bars in all: entries happen on the 82 flat bars.
+    assert profile.prob_trade == 4 / 82
     assert profile.prob_long == 0.75
     assert profile.mean_hold_bars == 4.5
     assert profile.std_hold_bars == pytest.approx((49 / 3) ** 0.5)  # squared deviations 0.25+6.25+30.25+12.25
     assert profile.params() == {
-        "prob_trade": 0.04,
+        "prob_trade": 4 / 82,
         "prob_long": 0.75,
         "avg_position_hold": 4.5,  # the names the seed's RandomTrader reads (it never received them)
         "std_position_hold": pytest.approx((49 / 3) ** 0.5),

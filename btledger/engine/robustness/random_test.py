@@ -3,7 +3,9 @@
 Three steps, each usable on its own:
 
 1. `profile_strategy(trades, bars)`: the behaviour the random trader copies. Probability of entering on a
-   bar = trades / bars; long share = longs / trades (size > 0 is long); holding period in bars
+   flat bar = trades / (bars − bars spent in a trade), since the random trader only enters when flat
+   (trades / bars would under-trade it by the strategy's exposure); long share = longs / trades (size > 0
+   is long); holding period in bars
    (exit_bar − entry_bar): mean and std (ddof 1; 0 for a single trade). `StrategyProfile.params()` gives
    the RandomTrader parameters (`prob_trade`, `prob_long`, `avg_position_hold`, `std_position_hold`).
 2. `run_random_strategies(run_random, params, seeds)`: one run per seed of an injected callable
@@ -41,6 +43,8 @@ Fixes against the seed (`run_random_test`):
 6. The bootstrap is vectorised over all iterations (the seed looped in Python).
 7. Input is validated (bars, runs, iterations, no trades, random runs without trades) with errors that
    name the field.
+8. The entry probability was trades / bars although the random trader enters only when flat, so it
+   traded less often than the strategy; it is now trades / flat bars.
 """
 
 from __future__ import annotations
@@ -102,8 +106,10 @@ def profile_strategy(trades: BacktestOutcome | Trades, bars: int) -> StrategyPro
     held = column(columns, "exit_bar") - column(columns, "entry_bar")
     if held.size != sizes.size:
         raise RobustnessInputError("trades", "columns size, entry_bar and exit_bar differ in length")
+    # Entries happen on flat bars only; overlapping trades could count more bars held than there are.
+    flat_bars = max(float(bars - held.sum()), float(sizes.size))
     return StrategyProfile(
-        prob_trade=min(1.0, sizes.size / bars),  # overlapping trades could exceed one per bar
+        prob_trade=min(1.0, sizes.size / flat_bars),
         prob_long=float((sizes > 0).mean()),
         mean_hold_bars=float(held.mean()),
         std_hold_bars=float(held.std(ddof=1)) if held.size > 1 else 0.0,
