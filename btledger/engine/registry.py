@@ -21,7 +21,7 @@ import pkgutil
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 from backtesting import Strategy
@@ -87,15 +87,34 @@ def _params_of(cls: type[Strategy]) -> MappingProxyType[str, JsonScalar]:
     return MappingProxyType(params)
 
 
+def _code_modules(cls: type[Strategy]) -> list[ModuleType]:
+    """The modules whose code decides the strategy's trades: its own, its base classes' (the sizing
+    base class included) and those it takes indicators or helpers from, within its own package or btledger.
+    backtesting.py itself is covered by the recorded library versions."""
+    home = cls.__module__.split(".")[0]
+    candidates = [inspect.getmodule(base) for base in cls.__mro__]
+    module = inspect.getmodule(cls)
+    if module is not None:
+        candidates += [
+            value if inspect.ismodule(value) else inspect.getmodule(value) for value in vars(module).values()
+        ]
+    return [
+        m
+        for m in {c.__name__: c for c in candidates if c is not None}.values()
+        if m.__name__.split(".")[0] in (home, "btledger") and getattr(m, "__file__", None)
+    ]
+
+
+def source_fingerprint(cls: type[Strategy]) -> str:
+    """SHA-256 of the source of every module in `_code_modules(cls)`, in name order."""
+    digest = hashlib.sha256()
+    for module in sorted(_code_modules(cls), key=lambda m: m.__name__):
+        digest.update(module.__name__.encode("utf-8") + b"\0" + inspect.getsource(module).encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
 def _entry(name: str, cls: type[Strategy], origin: str) -> StrategyEntry:
-    source = inspect.getsource(inspect.getmodule(cls) or cls)
-    return StrategyEntry(
-        name=name,
-        cls=cls,
-        params=_params_of(cls),
-        fingerprint=hashlib.sha256(source.encode("utf-8")).hexdigest(),
-        origin=origin,
-    )
+    return StrategyEntry(name=name, cls=cls, params=_params_of(cls), fingerprint=source_fingerprint(cls), origin=origin)
 
 
 @cache

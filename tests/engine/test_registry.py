@@ -46,10 +46,15 @@ def test_parameters_and_overrides() -> None:
             entry.resolve_params(bad)
 
 
-def test_fingerprint_is_the_module_source_hash() -> None:
+def test_fingerprint_hashes_the_sources_of_the_strategy_sizing_and_indicator_modules() -> None:
     entry = get_strategy("DonchianBreakout")
-    source = Path(sys.modules[entry.cls.__module__].__file__).read_bytes()
-    assert entry.fingerprint == hashlib.sha256(source).hexdigest()
+    digest = hashlib.sha256()
+    for name in sorted(
+        ["btledger.engine.sizing", "btledger.strategies.donchian_breakout", "btledger.strategies.indicators"]
+    ):
+        source = Path(sys.modules[name].__file__).read_bytes()
+        digest.update(name.encode() + b"\0" + source + b"\0")
+    assert entry.fingerprint == digest.hexdigest()
 
 
 def test_entry_points_register_installed_strategies(fresh_registry, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,3 +67,11 @@ def test_entry_points_register_installed_strategies(fresh_registry, monkeypatch:
     registry.registry.cache_clear()
     with pytest.raises(ValueError, match="strategy 'SmaCross' is defined twice"):
         strategy_names()
+
+
+def test_the_fingerprint_covers_the_code_that_decides_the_trades() -> None:
+    from btledger.engine.registry import _code_modules
+
+    modules = {m.__name__ for m in _code_modules(get_strategy("SmaCross").cls)}
+    # Its own module, the risk-sizing base class and the indicators it calls; not backtesting.py itself.
+    assert modules == {"btledger.strategies.sma_cross", "btledger.engine.sizing", "btledger.strategies.indicators"}
