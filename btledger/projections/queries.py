@@ -36,6 +36,7 @@ import msgspec
 from btledger.domain.errors import InvalidInput
 from btledger.engine.result import METRIC_COLUMNS
 from btledger.projections import schema as s
+from btledger.projections.sql_guard import outside_access
 
 
 def select_list(table: s.Table, alias: str | None = None, only: tuple[str, ...] | None = None) -> str:
@@ -347,6 +348,8 @@ def run_sql(cur: duckdb.DuckDBPyConnection, sql: str, max_rows: int = 10_000) ->
     statement = statements[0]
     if statement.type not in _READ_ONLY:
         raise SqlRefused(f"{statement.type.name} statements are not allowed: the read model is read-only here")
+    if problem := outside_access(cur, statement.query):
+        raise SqlRefused(problem)
     cur.execute("BEGIN TRANSACTION")
     try:
         cur.execute(statement.query)

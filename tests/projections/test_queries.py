@@ -386,6 +386,31 @@ def test_sql_refuses_anything_that_is_not_a_query(ledger: Ledger, readmodel: Rea
     assert cur.execute("SELECT count(*) FROM trades").fetchone() == (3,)
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_text('/etc/hostname')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM '/etc/passwd'",
+        "SELECT (SELECT count(*) FROM glob('/*')) AS n",
+        "SELECT getenv('BTLEDGER_API_TOKEN')",
+        "WITH t AS (SELECT * FROM read_json('/etc/x.json')) SELECT * FROM t",
+        "SELECT * FROM backtests WHERE id IN (SELECT content FROM read_text('/etc/hostname'))",
+    ],
+)
+def test_sql_cannot_read_the_host(readmodel: ReadModel, sql: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        q.run_sql(readmodel.cursor(), sql)
+    assert raised.value.field == "sql"
+    assert "not allowed" in str(raised.value) or "not a table" in str(raised.value)
+
+
+def test_sql_may_use_row_generators_and_the_catalog(readmodel: ReadModel) -> None:
+    assert q.run_sql(readmodel.cursor(), "SELECT count(*) FROM range(5)").rows == [[5]]
+    names = {row[0] for row in q.run_sql(readmodel.cursor(), "SELECT table_name FROM duckdb_tables()").rows}
+    assert "backtests" in names
+
+
 def test_sql_errors_are_reported_as_invalid_input(readmodel: ReadModel) -> None:
     with pytest.raises(InvalidInput, match="no_such_table"):
         q.run_sql(readmodel.cursor(), "SELECT * FROM no_such_table")

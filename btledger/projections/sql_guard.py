@@ -1,0 +1,67 @@
+"""What analyst SQL may touch: the read model's own tables, nothing outside the database.
+
+A plain SELECT can still reach the host through DuckDB: table functions read files
+(`read_text('/etc/passwd')`, `read_csv`, `glob`), a quoted path is scanned as a file
+(`FROM '/etc/passwd'`), and `getenv()` reads the environment (the API token lives there). The
+database cannot switch external access off because the projector's own Arrow scans need it, so each
+statement's syntax tree (DuckDB's `json_serialize_sql`) is checked instead: tables must be plain
+names, table functions and scalar functions must not be on the outside-facing lists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+
+#: Table functions that only describe the database or generate rows.
+SAFE_TABLE_FUNCTIONS = frozenset(
+    {
+        "range",
+        "generate_series",
+        "unnest",
+        "duckdb_tables",
+        "duckdb_columns",
+        "duckdb_views",
+        "duckdb_schemas",
+        "duckdb_types",
+        "duckdb_functions",
+        "pragma_table_info",
+    }
+)
+
+#: Scalar functions that read the host (environment, files).
+DENIED_FUNCTIONS = frozenset({"getenv", "read_blob", "read_text"})
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(tree, dict):
+        yield tree
+        for value in tree.values():
+            yield from _nodes(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _nodes(value)
+
+
+def outside_access(cur: duckdb.DuckDBPyConnection, query: str) -> str | None:
+    """Why `query` (one SELECT) would reach outside the database, or None when it stays inside."""
+    tree = json.loads(cur.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
+    if tree.get("error"):
+        return None  # not a plain SELECT tree (SHOW, DESCRIBE ...): nothing it names is a file
+    for node in _nodes(tree):
+        kind = node.get("type")
+        if kind == "BASE_TABLE" and not _PLAIN_NAME.match(str(node.get("table_name", ""))):
+            return f"{node.get('table_name')!r} is not a table of the read model (files are not readable here)"
+        if kind == "TABLE_FUNCTION":
+            name = str((node.get("function") or {}).get("function_name", "")).lower()
+            if name not in SAFE_TABLE_FUNCTIONS:
+                return f"table function {name}() is not allowed: it reads outside the read model"
+        if node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() in DENIED_FUNCTIONS:
+            return f"function {node['function_name']}() is not allowed: it reads the host"
+    return None
