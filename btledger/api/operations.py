@@ -62,6 +62,7 @@ def report_json(report: BatchReport) -> dict[str, Any]:
                 "timeframe": result.spec.timeframe,
                 "risk": result.spec.risk,
                 "metrics": result.metrics,
+                "trade_performance": result.trade_performance,
                 "error": result.message if result.status == "failed" else None,
             }
             for result in report.results

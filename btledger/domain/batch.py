@@ -34,6 +34,7 @@ class Progress:
     message: str | None = None
     metrics: dict[str, JsonScalar] | None = None
     position: int | None = None
+    trade_performance: dict[str, JsonScalar] | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -115,7 +116,17 @@ def run_batch(
                 if existing.status == "recorded"
                 else "deleted; pass rerun to run it again"
             )
-            done = Progress(index, total, spec, identity, "skipped", reason, _metrics(existing.outcome))
+            outcome = existing.outcome
+            done = Progress(
+                index,
+                total,
+                spec,
+                identity,
+                "skipped",
+                reason,
+                outcome.metrics if outcome else None,
+                trade_performance=outcome.trade_performance if outcome else None,
+            )
             report.results.append(done)
             on_progress(done)
             continue
@@ -130,7 +141,9 @@ def run_batch(
         index = index_of[spec]
         if outcome is not None:
             identity, position = ledger.record_outcome(spec, outcome)
-            done = Progress(index, total, spec, identity, "recorded", None, outcome.metrics, position)
+            done = Progress(
+                index, total, spec, identity, "recorded", None, outcome.metrics, position, outcome.trade_performance
+            )
         else:
             identity, position = ledger.record_failure(spec, error or "unknown error")
             done = Progress(index, total, spec, identity, "failed", error, None, position)
@@ -140,7 +153,3 @@ def run_batch(
 
     report.results.sort(key=lambda p: p.index)
     return report
-
-
-def _metrics(outcome: BacktestOutcome | None) -> dict[str, JsonScalar] | None:
-    return outcome.metrics if outcome is not None else None

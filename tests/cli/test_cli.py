@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from btledger.api.cli import app
-from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS
+from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
 
 EURUSD = ["--strategy", "SmaCross", "--ticker", "EURUSD", "--risk", "1", "--from", "2017-06-01", "--to", "2017-12-01"]
 
@@ -41,6 +41,11 @@ def test_run_records_then_skips_then_reruns(btledger_home: Path) -> None:
     assert set(result) >= {"id", "status", "strategy", "ticker", "timeframe", "risk", "metrics", "error"}
     assert result["status"] == "recorded" and result["error"] is None
     assert list(result["metrics"]) == list(METRIC_COLUMNS)
+    assert list(result["trade_performance"]) == list(TRADE_PERFORMANCE_COLUMNS)
+    assert (
+        result["trade_performance"]["long_count"] + result["trade_performance"]["short_count"]
+        == (result["metrics"]["trades"])
+    )
     assert result["metrics"]["trades"] > 0
 
     again = cli_json("run", *EURUSD, "--timeframe", "H1", "--timeframe", "H4", "--workers", "1")
