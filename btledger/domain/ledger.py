@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic, retry
@@ -42,6 +43,32 @@ class DateAsISO(Transcoding):
 
     def decode(self, data: str) -> date:
         return date.fromisoformat(data)
+
+
+class RunSpecAsDict(Transcoding):
+    """Snapshots hold the aggregate's state, which includes its key."""
+
+    type = RunSpec
+    name = "run_spec"
+
+    def encode(self, obj: RunSpec) -> dict[str, Any]:
+        return obj.to_json()
+
+    def decode(self, data: dict[str, Any]) -> RunSpec:
+        return RunSpec.from_json(data)
+
+
+class OutcomeAsDict(Transcoding):
+    """Snapshots hold the aggregate's current result."""
+
+    type = BacktestOutcome
+    name = "backtest_outcome"
+
+    def encode(self, obj: BacktestOutcome) -> dict[str, Any]:
+        return obj.to_json()
+
+    def decode(self, data: dict[str, Any]) -> BacktestOutcome:
+        return BacktestOutcome.from_json(data)
 
 
 def store_env(home: Path) -> dict[str, str]:
@@ -70,10 +97,14 @@ class Ledger(Application[UUID]):
     its last event, which read models wait for (read-your-writes)."""
 
     name = "Ledger"
+    #: A result toggled or tested many times replays from its latest snapshot, not from event 1.
+    snapshotting_intervals: ClassVar[dict[type[Aggregate], int]] = {Backtest: 50}
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
+        transcoder.register(RunSpecAsDict())
+        transcoder.register(OutcomeAsDict())
 
     # --- queries on the write side ---------------------------------------------------------------
 

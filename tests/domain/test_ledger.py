@@ -163,3 +163,17 @@ def test_an_old_version_of_a_result_event_is_upcast(ledger: Ledger, btledger_hom
     assert reloaded.outcome is not None
     assert reloaded.outcome.currency == "USD"
     assert reloaded.outcome.metrics == outcome().metrics
+
+
+def test_a_long_history_is_snapshotted_and_replays_from_the_snapshot(ledger: Ledger, btledger_home: Path) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome())
+    for _ in range(59):
+        ledger.toggle_favorite(identity)
+    database = sqlite3.connect(btledger_home / "events.sqlite")
+    snapshots = database.execute("SELECT originator_version FROM stored_snapshots").fetchall()
+    assert snapshots == [(50,)]
+    reloaded = Ledger(env=store_env(btledger_home)).get(identity)
+    assert reloaded.version == 61 and reloaded.favorite is True
+    assert reloaded.spec == spec() and reloaded.outcome == outcome()
+    # The notification log and the history are untouched by snapshots.
+    assert len(ledger.history(identity)) == 61
