@@ -93,6 +93,9 @@ class WorkerPool:
 
     def __init__(self, workers: int | None = None, *, settings: Settings | None = None) -> None:
         self._settings = settings or load_settings()
+        if workers is not None and workers < 0:
+            # A negative count used to make a pool of no workers: every batch then "finished" having run nothing.
+            raise ValueError(f"workers: must be at least 1 (0 or none: one per core), got {workers}")
         self.size = workers or self._settings.workers or os.cpu_count() or 1
         self._context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         self._workers = [self._start() for _ in range(self.size)]
