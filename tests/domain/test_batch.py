@@ -86,9 +86,14 @@ def recorded_results(home: Path) -> Counter[str]:
     path = home / "events.sqlite"
     if not path.exists():
         return Counter()
-    rows = sqlite3.connect(path, timeout=30).execute(
-        "SELECT originator_id FROM stored_events WHERE topic LIKE '%Backtest.ResultRecorded'"
-    )
+    try:
+        rows = sqlite3.connect(path, timeout=30).execute(
+            "SELECT originator_id FROM stored_events WHERE topic LIKE '%Backtest.ResultRecorded'"
+        )
+    except sqlite3.OperationalError as error:  # the batch created the file but not its tables yet
+        if "no such table" not in str(error):
+            raise
+        return Counter()
     return Counter(row[0] for row in rows)
 
 
