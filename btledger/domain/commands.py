@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from btledger.config import load_instruments, load_settings, load_timeframes
 from btledger.domain.errors import InvalidInput
-from btledger.engine.registry import strategy_names
+from btledger.engine.errors import SpecError
+from btledger.engine.registry import get_strategy, strategy_names
 from btledger.engine.result import JsonScalar, RunSpec
 
 C = TypeVar("C", bound=BaseModel)
@@ -91,6 +92,17 @@ class RunBatch(_Command):
     def _dates_ordered(self) -> RunBatch:
         if self.date_from >= self.date_to:
             raise _FieldError("date_from", f"must be before date_to ({self.date_from} >= {self.date_to})")
+        return self
+
+    @model_validator(mode="after")
+    def _params_known(self) -> RunBatch:
+        # Checked here, not only by the engine: an unknown or mistyped parameter used to be appended as a
+        # RunFailed event per combination (and tried again by every later run of the batch).
+        for strategy in dict.fromkeys(self.strategies):
+            try:
+                get_strategy(strategy).resolve_params(self.params)
+            except SpecError as error:
+                raise _FieldError(error.field, str(error).removeprefix(f"{error.field}: ")) from None
         return self
 
     def specs(self) -> list[RunSpec]:
