@@ -165,6 +165,18 @@ _THRESHOLDS = {
 }
 
 
+#: The largest `offset` a search takes (the HTTP API's bound).
+MAX_OFFSET = 10**12
+
+
+def _finite_or_none(value: float) -> float | None:
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        return None
+    return number if math.isfinite(number) else None
+
+
 def like_pattern(text: str) -> str:
     """A case-insensitive substring pattern matching `text` literally (for `ILIKE ? ESCAPE '\\'`)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -201,6 +213,8 @@ def filtered_search(
         raise InvalidInput("order", f"{order!r} is not asc or desc")
     if limit < 0 or offset < 0:
         raise InvalidInput("limit" if limit < 0 else "offset", "must not be negative")
+    if offset > MAX_OFFSET:  # DuckDB cannot convert a larger OFFSET (it raised a ConversionException)
+        raise InvalidInput("offset", f"must be at most {MAX_OFFSET}")
     values = {
         "min_return": min_return,
         "max_drawdown": max_drawdown,
@@ -214,8 +228,11 @@ def filtered_search(
     conditions, params = [], []
     for name, value in values.items():
         if value is not None:
+            number = _finite_or_none(value)
+            if number is None:  # NaN matched nothing, silently; ±inf is no threshold
+                raise InvalidInput(name, f"must be a finite number, got {value}")
             conditions.append(_THRESHOLDS[name])
-            params.append(float(value))
+            params.append(number)
     for column, text in (("strategy", strategy), ("ticker", ticker)):
         if text:
             conditions.append(f"{column} ILIKE ? ESCAPE '\\'")
