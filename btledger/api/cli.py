@@ -55,6 +55,8 @@ def errors_to_exit_codes() -> Iterator[None]:
     except ValueError as exc:
         # The engine's validation errors start with the field name ("risk: must be ...").
         fail(str(exc), 2)
+    except OSError as exc:  # e.g. `export --parquet` to a path that cannot be a directory: a line, not a traceback
+        fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc), 1)
 
 
 def emit(data: Any, as_json: bool, table: Callable[[Any], None]) -> None:
