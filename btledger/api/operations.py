@@ -17,6 +17,7 @@ from btledger.domain.audit import verify as verify_result
 from btledger.domain.batch import BatchReport, remove_plots, run_batch
 from btledger.domain.batch import Progress as BatchProgress
 from btledger.domain.commands import RunBatch, parse
+from btledger.domain.errors import NotFound
 from btledger.domain.robustness import run_robustness_test
 
 
@@ -106,8 +107,12 @@ def restore(id_or_prefix: str) -> UUID:
 
 
 def delete_strategy(name: str) -> list[UUID]:
+    from btledger.engine.registry import registry
+
     ledger = bootstrap.open_ledger()
     ids, _ = ledger.delete_strategy(name)
+    if not ids and name not in registry():  # as DELETE /strategies/{name} answers 404
+        raise NotFound(f"no strategy named {name!r} is registered or has results", field="name")
     for identity in ids:
         remove_plots(home(), identity)
     bootstrap.catch_up(ledger)
