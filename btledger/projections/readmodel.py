@@ -136,8 +136,8 @@ class ReadModel:
         path = Path(path) if path is not None else config.home() / "readmodel.duckdb"
         path.parent.mkdir(parents=True, exist_ok=True)
         notice = None if path.exists() else f"read model {path} not found: building it from the ledger"
-        if notice:
-            log.info(notice)
+        if notice:  # a warning, like a corrupt file below, so the CLI shows it on stderr
+            log.warning(notice)
         try:
             con = duckdb.connect(str(path))
         except duckdb.Error as error:
