@@ -86,6 +86,9 @@ class RunBatch(_Command):
         for name, item in value.items():
             if isinstance(item, float) and not math.isfinite(item):
                 raise ValueError(f"parameter {name!r} must be finite, got {item}")
+            if isinstance(item, int) and not isinstance(item, bool) and not -(2**63) <= item < 2**63:
+                # e.g. `--param n_fast=999…9` (400 digits): accepted, stored, then failed in the engine
+                raise ValueError(f"parameter {name!r} must fit in 64 bits, got an integer of {len(str(item))} digits")
         return value
 
     @model_validator(mode="after")
