@@ -15,14 +15,38 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from btledger.api import render
 from btledger.config import ConfigError
 from btledger.domain.errors import Conflict, InvalidInput, LedgerError, NotFound
 from btledger.projections.readmodel import ReadModelError
 
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (a missing option, a value of the wrong type) as one line on stderr, exit 2.
+
+    Typer would print a usage line, a hint and a boxed message; the CLI contract is one line naming
+    the field, whichever layer found the problem.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        except typer.TyperException as exc:  # click's UsageError and its kin
+            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)  # type: ignore[attr-defined]
+            sys.exit(getattr(exc, "exit_code", 2))
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="btledger",
+    cls=_OneLineErrors,
     help="An event-sourced ledger of trading-strategy backtests.",
     no_args_is_help=True,
     add_completion=False,

@@ -315,11 +315,6 @@ def test_usage_errors_exit_2_name_the_option_and_write_nothing(home: Path, args:
     assert event_count(home) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: typer's own usage errors print a usage line, a hint and a boxed message (5+ lines), "
-    "not the contract's one line naming the field",
-)
 def test_usage_errors_are_one_line(home: Path) -> None:
     for args, _ in USAGE_CASES:
         assert len(invoke(*args).stderr.strip().splitlines()) == 1, args
