@@ -145,8 +145,10 @@ class Backtest(Aggregate):
             plot_path=plot_path,
         )
         self.last_error = None
-        # A new result replaces the old one, so robustness tests of the old result no longer apply.
+        # A new result replaces the old one: robustness tests of the old result no longer apply, and a
+        # deleted key run again (only with `rerun`) is live again.
         self.robustness_tests = {}
+        self.deleted = False
 
     def record_result(self, outcome: BacktestOutcome) -> None:
         self._record_result(**outcome.to_json())

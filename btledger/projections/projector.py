@@ -187,6 +187,7 @@ class _Batch:
         }
         key["results"] += 1
         key["last_error"] = None
+        key["deleted"] = False  # a rerun of a deleted key is a new, live result (as in the aggregate)
         backtest.new_result = event
         backtest.tests = []  # tests of the replaced result no longer apply
         backtest.new_version(event)

@@ -65,6 +65,7 @@ def test_deleted_results_are_rerun_only_when_asked(ledger: Ledger, btledger_home
         assert skipped.status == "skipped" and "deleted" in (skipped.message or "")
         (rerun,) = run_batch(ledger, parse(RunBatch, {**small, "rerun": True}), pool, btledger_home).results
     assert rerun.status == "recorded"
+    assert ledger.get(rerun.id).status == "recorded"
     assert [h.event_type for h in ledger.history(rerun.id)] == [
         "Registered",
         "ResultRecorded",

@@ -428,3 +428,18 @@ def test_export_writes_every_table_as_parquet(ledger: Ledger, readmodel: ReadMod
     assert reader.execute(f"SELECT id FROM '{tmp_path / 'export' / 'backtests.parquet'}'").fetchall() == [
         (row[0],) for row in readmodel.cursor().execute("SELECT id FROM backtests").fetchall()
     ]
+
+
+def test_a_deleted_result_run_again_is_live_with_only_its_new_rows(ledger: Ledger, readmodel: ReadModel) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome(n_trades=4))
+    ledger.delete(identity)
+    ledger.record_outcome(spec(), outcome(n_trades=2))  # `run --rerun` of a deleted key
+    readmodel.catch_up(ledger)
+    cur = readmodel.cursor()
+    assert q.backtest_by_id(cur, str(identity)) is not None
+    assert len(q.trades_of(cur, str(identity))) == 2
+    # The old result's archived rows are gone: a later delete and restore brings back only the new ones.
+    ledger.delete(identity)
+    ledger.restore(identity)
+    readmodel.catch_up(ledger)
+    assert len(q.trades_of(cur, str(identity))) == 2
