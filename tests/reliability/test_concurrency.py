@@ -4,8 +4,8 @@ ledger directly as the CLI does. Bounded: a fixed number of operations per clien
 
 Then: no 5xx (a 409 for a change that does not apply is fine); every answered change is exactly one event
 at the position it reported, and every such event was answered (none lost, none doubled); each result's
-favourite flags alternate in its history (a lost update would show as two equal values in a row), as do
-its deletions and restores; and the final state of each result — replayed from its history — is the
+favourite flags alternate in its history (a lost update would show as two equal values in a row), and it is
+never deleted twice or restored unless deleted (a rerun's new result makes it live again); and the final state of each result — replayed from its history — is the
 aggregate's, and the read model's (`backtest_keys`, `backtests`, GET /backtests/{id}).
 """
 
@@ -87,17 +87,23 @@ def finished_job(http: httpx.Client, job_id: str, timeout: float = 120.0) -> dic
 def replay(history: list[HistoryEntry]) -> tuple[bool, bool]:
     """(favourite, deleted) from a result's events, checking that each change flips the previous state."""
     favorite, deleted = False, False
-    for entry in history:
+    for index, entry in enumerate(history):
+        context = [
+            (e.position, e.version, e.event_type, e.recorded_at.isoformat(), e.payload.get("reason"))
+            for e in history[max(0, index - 4) : index + 1]
+        ]
         if entry.event_type == "FavoriteToggled":
             assert entry.payload["favorite"] is (not favorite), (
-                f"lost update: toggle at {entry.position} kept {favorite}"
+                f"lost update: toggle at {entry.position} kept {favorite}: {context}"
             )
             favorite = entry.payload["favorite"]
         elif entry.event_type == "Deleted":
-            assert not deleted, f"deleted twice in a row (position {entry.position})"
+            assert not deleted, f"deleted twice in a row (position {entry.position}): {context}"
             deleted = True
         elif entry.event_type == "Restored":
-            assert deleted, f"restored while not deleted (position {entry.position})"
+            assert deleted, f"restored while not deleted (position {entry.position}): {context}"
+            deleted = False
+        elif entry.event_type == "ResultRecorded":  # a rerun's new result is live, deleted before or not
             deleted = False
     return favorite, deleted
 
@@ -211,3 +217,9 @@ def test_the_replay_check_catches_a_lost_update_and_a_double_deletion() -> None:
         replay(history(("FavoriteToggled", {"favorite": True}), ("FavoriteToggled", {"favorite": True})))
     with pytest.raises(AssertionError, match="deleted twice"):
         replay(history(("Deleted", {"reason": "a"}), ("Deleted", {"reason": "b"})))
+    with pytest.raises(AssertionError, match="restored while not deleted"):
+        replay(history(("Deleted", {"reason": "a"}), ("ResultRecorded", {}), ("Restored", {})))
+    assert replay(history(("Deleted", {"reason": "a"}), ("ResultRecorded", {}), ("Deleted", {"reason": "b"}))) == (
+        False,
+        True,
+    )
