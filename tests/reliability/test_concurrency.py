@@ -5,8 +5,9 @@ ledger directly as the CLI does. Bounded: a fixed number of operations per clien
 Then: no 5xx (a 409 for a change that does not apply is fine); every answered change is exactly one event
 at the position it reported, and every such event was answered (none lost, none doubled); each result's
 favourite flags alternate in its history (a lost update would show as two equal values in a row), and it is
-never deleted twice or restored unless deleted (a rerun's new result makes it live again); and the final state of each result — replayed from its history — is the
-aggregate's, and the read model's (`backtest_keys`, `backtests`, GET /backtests/{id}).
+never deleted twice or restored unless deleted (a rerun's new result makes it live again); and the final
+state of each result — replayed from its history — is the aggregate's, and the read model's (`backtest_keys`,
+`backtests`, GET /backtests/{id}).
 """
 
 from __future__ import annotations

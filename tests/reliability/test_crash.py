@@ -19,6 +19,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from btledger.domain.errors import Conflict
 from btledger.domain.ledger import Ledger
 from btledger.projections.readmodel import ReadModel
 from tests.reliability.harness import (
+    REPO,
     Victim,
     add_results,
     clean_rebuild,
@@ -259,25 +263,39 @@ def decide(ledger: Ledger, first: int, count: int, salt: int) -> None:
             pass
 
 
-def catch_up_until_killed(home: Path, workdir: Path, kill_after: int | None, settle: float) -> tuple[list[int], bool]:
-    """Run the catch-up child; SIGKILL it `settle` s after it reports a position >= kill_after.
+def catch_up_until_killed(home: Path, kill_after: int | None, settle: float) -> tuple[list[int], bool]:
+    """Run the catch-up child in step mode; once it reports a position >= kill_after, let it go on and
+    SIGKILL it `settle` s later (inside or just after the next batch: it cannot get further).
 
     Returns the positions it reported and whether it was killed (False: it finished)."""
-    victim = Victim.start(["-m", "tests.reliability.catch_up_child", str(CATCH_UP_BATCH)], home, workdir)
-    while victim.alive():
-        lines = victim.printed()
-        positions = [int(line) for line in lines if line.isdigit()]
-        if kill_after is not None and positions and positions[-1] >= kill_after:
-            time.sleep(settle)
+    env = {**os.environ, "BTLEDGER_HOME": str(home)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.reliability.catch_up_child", str(CATCH_UP_BATCH), "--step"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    positions: list[int] = []
+    killed = False
+    for line in child.stdout:
+        if line.strip() == "done":
             break
-        time.sleep(POLL_S)
-    if victim.alive():
-        victim.kill()
-        lines = victim.printed()
-        return [int(line) for line in lines if line.isdigit()], True
-    code, out, err = victim.finish()
-    assert code == 0 and out.rstrip().endswith("done"), err
-    return [int(line) for line in out.split() if line.isdigit()], False
+        positions.append(int(line))
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        if kill_after is not None and positions[-1] >= kill_after:
+            time.sleep(settle)
+            child.send_signal(signal.SIGKILL)
+            killed = True
+            break
+    child.stdin.close()
+    child.stdout.close()
+    code = child.wait(timeout=120)
+    assert code == (-signal.SIGKILL if killed else 0), f"the catch-up child exited with {code}"
+    return positions, killed
 
 
 def rebuild_until_killed(home: Path, workdir: Path, delay: float) -> tuple[bool, float | None]:
@@ -337,11 +355,10 @@ def test_catch_ups_and_rebuilds_killed_at_random_points_apply_every_event_exactl
         settle = rng.uniform(0, 0.05)
         if target <= committed:
             target = committed + 1
-        positions, killed = catch_up_until_killed(home, tmp_path, target, settle)
+        positions, killed = catch_up_until_killed(home, target, settle)
         assert positions == sorted(set(positions)), "positions went backwards or repeated within a run"
         assert not positions or positions[0] > committed, "a restart re-applied a committed batch"
-        if not killed:
-            break
+        assert killed, f"the catch-up finished before its kill point (seed {SEED})"
         kills.append(Kill("catch-up", committed, positions[-1] if positions else committed))
         committed = max([committed, *positions])
 
@@ -360,7 +377,7 @@ def test_catch_ups_and_rebuilds_killed_at_random_points_apply_every_event_exactl
 
     # More events, then a catch-up that is left to finish: it resumes after the last committed position.
     decide(ledger, 0, plan.first_results + plan.more_results, salt=3)
-    positions, killed = catch_up_until_killed(home, tmp_path, None, 0)
+    positions, killed = catch_up_until_killed(home, None, 0)
     assert not killed and positions and positions[0] > committed and positions[-1] == ledger.head()
     assert len(kills) >= 10, kills
 
