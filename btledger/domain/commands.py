@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from btledger.config import load_instruments, load_settings, load_timeframes
+from btledger.config import ConfigError, load_instruments, load_settings, load_timeframes
 from btledger.domain.errors import InvalidInput
 from btledger.engine.errors import SpecError
 from btledger.engine.registry import get_strategy, strategy_names
@@ -149,6 +149,8 @@ def parse(command: type[C], data: dict[str, Any]) -> C:
         first = exc.errors()[0]
         context = first.get("ctx") or {}
         error = context.get("error")
+        if isinstance(error, ConfigError):
+            raise error from None  # a broken config file is not the command's fault
         if isinstance(error, _FieldError):
             raise InvalidInput(error.field, str(error)) from None
         location = [str(part) for part in first["loc"] if not isinstance(part, int)]
