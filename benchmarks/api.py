@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from report import emit
 
 TARGET_RATIO = 0.5
 PAGE = "/backtests?limit=100"
@@ -316,16 +317,7 @@ def main() -> None:
     if args.serve_bare:
         serve_bare(Path(args.serve_bare[0]), Path(args.serve_bare[1]))
         return
-    rows = measure(args.results, args.duration, args.connections, args.rounds)
-    if args.json:
-        print(json.dumps(rows))
-        return
-    for row in rows:
-        target = "" if row["target"] is None else f"  target >= {row['target']}: {'met' if row['met'] else 'NOT met'}"
-        print(
-            f"{row['name']}: {row['value']:,.2f} {row['unit']} (bare endpoint {row['baseline']:,.2f}, "
-            f"ratio {row['ratio']:.2f}){target}"
-        )
+    emit(measure(args.results, args.duration, args.connections, args.rounds), args.json)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from datetime import date
 from typing import Any
 
 from backtesting import Backtest
+from report import emit
 
 from btledger.config import load_instruments, load_settings
 from btledger.engine import run_backtest
@@ -89,16 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args()
-    rows = measure()
-    if args.json:
-        print(json.dumps(rows))
-        return
-    for row in rows:
-        verdict = "met" if row["met"] else "MISSED"
-        print(
-            f"{row['name']}: {row['value']:.3f} {row['unit']} vs bare backtesting.py {row['baseline']:.3f} s, "
-            f"ratio {row['ratio']:.3f} (target <= {row['target']:.2f}, {verdict})"
-        )
+    emit(measure(), args.json)
 
 
 if __name__ == "__main__":

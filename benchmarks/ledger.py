@@ -14,7 +14,6 @@ Usage: ``uv run python benchmarks/ledger.py [--json]``; `measure()` returns the 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from datetime import date
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from backtesting import Backtest
+from report import emit
 
 from btledger.config import load_instruments, load_settings
 from btledger.domain.batch import run_batch
@@ -169,15 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args()
-    rows = measure()
-    if args.json:
-        print(json.dumps(rows))
-        return
-    for row in rows:
-        target = "" if row["target"] is None else f" (target {row['target']}, {'met' if row['met'] else 'MISSED'})"
-        baseline = "" if row["baseline"] is None else f" vs {row['baseline']}"
-        ratio = "" if row["ratio"] is None else f", ratio {row['ratio']}"
-        print(f"{row['name']}: {row['value']} {row['unit']}{baseline}{ratio}{target}")
+    emit(measure(), args.json)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ Usage: ``uv run python benchmarks/robustness.py [--json]``; `measure()` returns 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
 from typing import Any
 
 import numpy as np
+from report import emit
 
 from btledger.engine.robustness import montecarlo
 
@@ -109,16 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args()
-    rows = measure()
-    if args.json:
-        print(json.dumps(rows))
-        return
-    for row in rows:
-        verdict = "met" if row["met"] else "MISSED"
-        print(
-            f"{row['name']}: {row['value']:.3f} {row['unit']} (target < {row['target']:.0f} s, {verdict}); "
-            f"seed-style loop ≈ {row['baseline']:.1f} s, {row['ratio']:.0f}× faster"
-        )
+    emit(measure(), args.json)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from report import FIELDS, table
+
 HERE = Path(__file__).resolve().parent
-FIELDS = ("name", "value", "unit", "baseline", "ratio", "target", "met")
 
 #: module → measure() keyword arguments, full and quick.
 BENCHMARKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -64,31 +65,6 @@ def measure_isolated(name: str, quick: bool) -> list[dict[str, Any]]:
     if finished.returncode != 0:
         raise RuntimeError(f"benchmark {name} failed (exit {finished.returncode}); its output is above")
     return json.loads(finished.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "NO"
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
-    return str(value)
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    """The rows as an aligned text table (numbers right-aligned)."""
-    cells = [[_cell(row[field]) for field in FIELDS] for row in rows]
-    widths = [max([len(field), *(len(line[i]) for line in cells)]) for i, field in enumerate(FIELDS)]
-    numeric = {"value", "baseline", "ratio", "target"}
-
-    def line(values: list[str]) -> str:
-        return "  ".join(
-            value.rjust(width) if field in numeric else value.ljust(width)
-            for field, value, width in zip(FIELDS, values, widths, strict=True)
-        ).rstrip()
-
-    return "\n".join([line(list(FIELDS)), line(["-" * width for width in widths]), *(line(c) for c in cells)])
 
 
 def main() -> None:
