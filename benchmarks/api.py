@@ -53,33 +53,12 @@ def build_ledger(home: Path, results: int, seed: int = 7) -> None:
     """`results` recorded backtests with varied metrics (5 trades each), then projected."""
     from btledger.bootstrap import open_ledger
     from btledger.domain.backtest import Backtest
-    from btledger.engine.result import (
-        METRIC_COLUMNS,
-        TRADE_COLUMNS,
-        TRADE_PERFORMANCE_COLUMNS,
-        BacktestOutcome,
-        RunSpec,
-    )
+    from btledger.engine.result import METRIC_COLUMNS, RunSpec
     from btledger.projections.readmodel import ReadModel
+    from btledger.synthetic import synthetic_outcome
 
     rng = random.Random(seed)
-    trades: dict[str, list[Any]] = {name: [1.0] * 5 for name in TRADE_COLUMNS}
-    trades["entry_time"] = ["2020-01-02T10:00:00+00:00"] * 5
-    trades["exit_time"] = ["2020-01-03T10:00:00+00:00"] * 5
-    trades["tag"] = [None] * 5
-    template = BacktestOutcome(
-        metrics=dict.fromkeys(METRIC_COLUMNS, 1.0),
-        trade_performance=dict.fromkeys(TRADE_PERFORMANCE_COLUMNS, 0.5),
-        trades=trades,
-        data_source="synthetic",
-        data_fingerprint="d" * 64,
-        bars=1000,
-        strategy_fingerprint="s" * 64,
-        versions={"backtesting": "0.6.6"},
-        costs={"leverage": 30.0},
-        currency="USD",
-        wall_time_s=0.01,
-    )
+    template = synthetic_outcome(n_trades=5)
     strategies = ["SmaCross", "RsiMeanReversion", "DonchianBreakout", "RandomTrader"]
     tickers = ["EURUSD", "GBPUSD", "GOOG", "AAPL", "BTCUSD", "XAUUSD", "US500", "MSFT"]
     ledger = open_ledger(home)

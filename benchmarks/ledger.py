@@ -31,8 +31,9 @@ from btledger.engine.costs import costs_for
 from btledger.engine.data import load_frame
 from btledger.engine.pool import WorkerPool
 from btledger.engine.registry import get_strategy
-from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS, BacktestOutcome, RunSpec
+from btledger.engine.result import RunSpec
 from btledger.projections.readmodel import ReadModel
+from btledger.synthetic import synthetic_outcome
 
 STRATEGIES = ["SmaCross", "DonchianBreakout", "RsiMeanReversion", "RandomTrader"]
 RISKS = [0.5, 1.0, 1.5, 2.0, 2.5]
@@ -68,31 +69,11 @@ def _commands() -> list[RunBatch]:
     return [parse(RunBatch, {"strategies": STRATEGIES, "risks": RISKS, **batch}) for batch in BATCHES]
 
 
-def synthetic_outcome(index: int, trades: int = 200) -> BacktestOutcome:
-    columns: dict[str, list[Any]] = {name: [float(index + i) for i in range(trades)] for name in TRADE_COLUMNS}
-    columns["entry_time"] = ["2017-05-02T10:00:00+00:00"] * trades
-    columns["exit_time"] = ["2017-05-03T10:00:00+00:00"] * trades
-    columns["tag"] = [None] * trades
-    return BacktestOutcome(
-        metrics={name: float(index % 97) / 7 for name in METRIC_COLUMNS},
-        trade_performance={name: 0.5 for name in TRADE_PERFORMANCE_COLUMNS},
-        trades=columns,
-        data_source="synthetic",
-        data_fingerprint="0" * 64,
-        bars=5000,
-        strategy_fingerprint="1" * 64,
-        versions={"backtesting": "0.6.6"},
-        costs={"leverage": 30.0},
-        currency="USD",
-        wall_time_s=0.04,
-    )
-
-
 def append_rate(count: int = 300) -> float:
     """Result events (200 trades each) appended per second, one save per result."""
     with tempfile.TemporaryDirectory() as home:
         ledger = Ledger(env=store_env(Path(home)))
-        outcomes = [synthetic_outcome(i) for i in range(count)]
+        outcomes = [synthetic_outcome(n_trades=200, return_pct=float(i)) for i in range(count)]
         specs = [
             RunSpec("SmaCross", "EURUSD", "H1", 1.0 + i, date(2017, 5, 1), date(2018, 2, 1), 1e5) for i in range(count)
         ]

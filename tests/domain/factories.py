@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS, BacktestOutcome, RunSpec
+from btledger.engine.result import BacktestOutcome, RunSpec
+from btledger.synthetic import synthetic_outcome
 
 
 def spec(strategy: str = "SmaCross", ticker: str = "EURUSD", timeframe: str = "H1", risk: float = 1.0) -> RunSpec:
@@ -20,21 +21,4 @@ def spec(strategy: str = "SmaCross", ticker: str = "EURUSD", timeframe: str = "H
 
 
 def outcome(return_pct: float = 10.0, trades: int = 3) -> BacktestOutcome:
-    metrics: dict[str, float | int | None] = dict.fromkeys(METRIC_COLUMNS, 1.0)
-    metrics.update(return_pct=return_pct, trades=trades)
-    columns: dict[str, list[float | int | str | None]] = {name: [1.0] * trades for name in TRADE_COLUMNS}
-    columns["entry_time"] = ["2017-05-02T10:00:00+00:00"] * trades
-    columns["exit_time"] = ["2017-05-03T10:00:00+00:00"] * trades
-    return BacktestOutcome(
-        metrics=metrics,
-        trade_performance=dict.fromkeys(TRADE_PERFORMANCE_COLUMNS, 0.5),
-        trades=columns,
-        data_source="sample",
-        data_fingerprint="d" * 64,
-        bars=1000,
-        strategy_fingerprint="s" * 64,
-        versions={"backtesting": "0.6.6"},
-        costs={"leverage": 30.0},
-        currency="USD",
-        wall_time_s=0.05,
-    )
+    return synthetic_outcome(n_trades=trades, return_pct=return_pct)
