@@ -8,8 +8,8 @@ dates and datetimes there) and upcasting by `class_version` (an event that needs
 mapper's path). Anything msgspec cannot read (e.g. NaN written by the stdlib encoder) does too.
 
 The fast path splits the state into raw top-level fields first: the readable `payload` for
-`ledger_events` is stitched from those raw bytes (never re-encoded), and `trades` stays raw until
-the projector needs it (`trades_of`), so a superseded result's trades are never decoded.
+`ledger_events` is stitched from those raw bytes (never re-encoded), and `trades` stays raw JSON:
+the projector hands it to DuckDB as text (`trades_json`), so Python never decodes a trade.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ _RAW_SPLIT_BYTES = 8192
 _raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _plain = msgspec.json.Decoder(dict[str, Any])
 _json = msgspec.json.Encoder(enc_hook=str)
+_NO_TRADES = (msgspec.Raw(b"{}"), msgspec.Raw(b"null"))
 
 
 def to_json(value: Any) -> str:
@@ -45,7 +46,7 @@ def _load(item: Any) -> Any:
 
 @dataclass(frozen=True)
 class LedgerEvent:
-    """One notification, decoded: position, type name, aggregate, state (fields only) and its JSON."""
+    """One notification, decoded: position, type name, aggregate, state (fields only) and its JSON (UTF-8)."""
 
     position: int
     topic: str
@@ -54,12 +55,19 @@ class LedgerEvent:
     version: int
     recorded_at: datetime
     state: dict[str, Any]
-    payload: str
+    payload: bytes
 
-    def trades_of(self) -> dict[str, list[Any]]:
-        """The `trades` field, decoding it if the fast path left it raw."""
+    def trades_json(self) -> bytes | msgspec.Raw | None:
+        """The `trades` field as JSON text, or None when the result has no trades (`{}` or null).
+
+        Raw text passes through as stored. That text came from the stdlib encoder, which writes a
+        non-finite float as `NaN`/`Infinity`; msgspec rejects those, so such an event took the mapper's
+        path, and its decoded trades (NaN nulled) are encoded here.
+        """
         trades = self.state["trades"]
-        return msgspec.json.decode(trades) if isinstance(trades, msgspec.Raw) else trades
+        if isinstance(trades, msgspec.Raw):
+            return None if trades in _NO_TRADES else trades
+        return _json.encode(trades) if trades else None
 
 
 def _finite(value: Any) -> Any:
@@ -105,7 +113,7 @@ class Decoder:
             recorded_at = state["timestamp"]
             for key in _ENVELOPE:
                 state.pop(key, None)
-            decoded = recorded_at, state, to_json(state)
+            decoded = recorded_at, state, _json.encode(state)
         recorded_at, state, payload = decoded
         return LedgerEvent(
             position=notification.id,
@@ -118,7 +126,7 @@ class Decoder:
             payload=payload,
         )
 
-    def _fast_path(self, notification: Notification) -> tuple[datetime, dict[str, Any], str] | None:
+    def _fast_path(self, notification: Notification) -> tuple[datetime, dict[str, Any], bytes] | None:
         """(recorded_at, state, payload), or None when the mapper must decode this one."""
         # Small states decode in one call; large ones split into raw fields (see the module docstring).
         large = len(notification.state) > _RAW_SPLIT_BYTES
@@ -142,7 +150,7 @@ class Decoder:
                 shown[key] = item if state[key] is value else state[key]
         except (msgspec.DecodeError, KeyError):
             return None
-        return recorded_at, state, to_json(shown)
+        return recorded_at, state, _json.encode(shown)
 
     def _value(self, value: Any) -> Any:
         """A top-level field's value, with the store's `{"_type_", "_data_"}` transcoding undone."""

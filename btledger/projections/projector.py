@@ -2,21 +2,23 @@
 
 `project_batch` applies events in order to the state of the backtests they touch (loaded from the
 read model at the start of the batch), then writes every table set-wise: one Arrow table per
-target table, `INSERT … BY NAME SELECT * FROM <arrow>`, and set-based DELETE/UPDATE keyed by id
-lists. It runs inside the caller's transaction; the caller also advances the tracking position
-there (see `ReadModel.catch_up`).
+target table, `INSERT … BY NAME SELECT * FROM <arrow>` (trades: their stored JSON, which DuckDB
+parses), and set-based DELETE/UPDATE keyed by id lists. It runs inside the caller's transaction;
+the caller also advances the tracking position there (see `ReadModel.catch_up`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import msgspec
+import numpy as np
 import pyarrow as pa
 
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS
@@ -41,24 +43,17 @@ _ARROW_TYPES = {
 }
 
 
+_JSON = pa.json_(pa.large_string())
+
+
 @cache
-def _arrow_schema(table: s.Table, text: frozenset[str]) -> pa.Schema:
-    return pa.schema(
-        [(name, pa.string() if name in text else _ARROW_TYPES[type_.split()[0]]) for name, type_ in table.columns]
-    )
+def _arrow_schema(table: s.Table) -> pa.Schema:
+    return pa.schema([(name, _ARROW_TYPES[type_.split()[0]]) for name, type_ in table.columns])
 
 
-def arrow_table(
-    table: s.Table, data: Sequence[dict[str, Any]] | dict[str, list[Any]], text: Iterable[str] = ()
-) -> pa.Table:
-    """Rows (dicts) or columns (lists) as an Arrow table of `table`'s columns; missing ones are NULL.
-
-    Columns named in `text` stay strings for DuckDB to cast on insert (ISO times, any JSON scalar).
-    """
-    schema = _arrow_schema(table, frozenset(text))
-    if isinstance(data, dict):
-        return pa.table(data, schema=schema)
-    return pa.Table.from_pylist(list(data), schema=schema)
+def arrow_table(table: s.Table, rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Rows (dicts) as an Arrow table of `table`'s columns; missing ones are NULL."""
+    return pa.Table.from_pylist(list(rows), schema=_arrow_schema(table))
 
 
 @dataclass
@@ -150,7 +145,6 @@ class _Batch:
                     "backtest_id": event.backtest_id,
                     "strategy": backtest.key["strategy"] if backtest else event.state.get("strategy"),
                     "version": event.version,
-                    "payload": event.payload,
                 }
             )
 
@@ -215,16 +209,28 @@ class _Batch:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def _insert(
-        self, table: s.Table, data: Sequence[dict[str, Any]] | dict[str, list[Any]], text: Iterable[str] = ()
-    ) -> None:
-        if not (data[table.columns[0][0]] if isinstance(data, dict) else data):
-            return
-        self.cur.register("_batch_rows", arrow_table(table, data, text))
-        try:
-            self.cur.execute(f"INSERT INTO {self.schema}.{table.name} BY NAME SELECT * FROM _batch_rows")
-        finally:
-            self.cur.unregister("_batch_rows")
+    def _over(self, name: str, frame: pa.Table, sql: str) -> None:
+        """Run `sql`, which reads `frame` under `name`.
+
+        On failure the name stays registered: DuckDB refuses every statement in a failed transaction,
+        unregister included (that error would hide the real one), and the next `register` replaces it.
+        """
+        self.cur.register(name, frame)
+        self.cur.execute(sql)
+        self.cur.unregister(name)
+
+    def _insert(self, table: s.Table, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self._over(
+                "_batch_rows",
+                arrow_table(table, rows),
+                f"INSERT INTO {self.schema}.{table.name} BY NAME SELECT * FROM _batch_rows",
+            )
+
+    def _insert_trades(self, table: s.Table, results: list[_Backtest]) -> None:
+        frame = _trades_json(results)
+        if frame.num_rows:
+            self._over("_batch_trades", frame, _trades_sql(self.schema, table))
 
     def _delete(self, table: s.Table, column: str, ids: list[str]) -> None:
         if ids:
@@ -241,7 +247,17 @@ class _Batch:
 
     def write(self) -> None:
         backtests = self.backtests.values()
-        self._insert(s.LEDGER_EVENTS, self.ledger_rows)
+        ledger_events = arrow_table(s.LEDGER_EVENTS, self.ledger_rows)
+        payload = ledger_events.schema.get_field_index("payload")
+        # Tagged as JSON, DuckDB stores the payloads without parsing them again: the decoder produced
+        # them with msgspec, from parts msgspec had parsed, so they are valid JSON by construction.
+        payloads = pa.ExtensionArray.from_storage(_JSON, _text_array([e.payload for e in self.events]))
+        ledger_events = ledger_events.set_column(payload, "payload", payloads)
+        self._over(
+            "_batch_rows",
+            ledger_events,
+            f"INSERT INTO {self.schema}.{s.LEDGER_EVENTS.name} BY NAME SELECT * FROM _batch_rows",
+        )
 
         # Every backtest loaded or registered here was touched by an event of the batch.
         self._delete(s.BACKTEST_KEYS, "id", [b.key["id"] for b in backtests if not b.is_new])
@@ -257,12 +273,12 @@ class _Batch:
                     "valid_to": pa.array([b.versions[0]["valid_from"] for b in closes], _ARROW_TYPES["TIMESTAMPTZ"]),
                 }
             )
-            self.cur.register("_closes", frame)
-            self.cur.execute(
+            self._over(
+                "_closes",
+                frame,
                 f"UPDATE {self.schema}.backtest_versions AS v SET valid_to = c.valid_to "
-                "FROM _closes AS c WHERE v.id = c.id AND v.valid_to IS NULL"
+                "FROM _closes AS c WHERE v.id = c.id AND v.valid_to IS NULL",
             )
-            self.cur.unregister("_closes")
         versions = [row for b in changed for row in b.versions]
         self._insert(s.BACKTEST_VERSIONS, versions)
         self._delete(s.BACKTESTS, "id", [b.key["id"] for b in changed if not b.is_new])
@@ -288,28 +304,60 @@ class _Batch:
                 return table if live else s.ARCHIVES[table.name]
 
             results = [b for b in group if b.new_result is not None]
-            self._insert(target(s.TRADES), _trade_rows(results), text=("entry_time", "exit_time", "tag"))
+            self._insert_trades(target(s.TRADES), results)
             self._insert(target(s.TRADE_PERFORMANCE), _trade_performance_rows(results))
             tests = [(b, event) for b in group for event in b.tests]
             self._insert(target(s.ROBUSTNESS_TESTS), _robustness_test_rows(tests))
             self._insert(target(s.ROBUSTNESS_METRICS), _robustness_metric_rows(tests))
 
 
-def _trade_rows(results: list[_Backtest]) -> dict[str, list[Any]]:
-    columns: dict[str, list[Any]] = {name: [] for name in s.TRADES.column_names}
+def _text_array(texts: Sequence[bytes | msgspec.Raw]) -> pa.Array:
+    """UTF-8 texts as one Arrow string array, copied once.
+
+    `pa.array` re-grows its buffer as it goes: for the megabytes of payloads in a batch, the copies and
+    the fresh memory they touch cost more than DuckDB's insert of them.
+    """
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum([len(memoryview(text)) for text in texts], out=offsets[1:])
+    array = pa.LargeStringArray.from_buffers(len(texts), pa.py_buffer(offsets), pa.py_buffer(b"".join(texts)))
+    array.validate(full=True)  # UTF-8
+    return array
+
+
+def _trades_json(results: list[_Backtest]) -> pa.Table:
+    """(backtest_id, trades as JSON text) of every result with trades."""
+    ids, texts = [], []
     for backtest in results:
         assert backtest.new_result is not None
-        trades = backtest.new_result.trades_of()
-        count = len(trades[TRADE_COLUMNS[0]]) if trades else 0
-        if any(len(trades.get(name) or ()) != count for name in TRADE_COLUMNS):
-            raise ValueError("trade columns of unequal length")
-        columns["backtest_id"].extend([backtest.key["id"]] * count)
-        columns["trade_no"].extend(range(1, count + 1))
-        for name in TRADE_COLUMNS:
-            columns[name].extend(trades[name])
-    # A tag may be any JSON scalar; the column is text.
-    columns["tag"] = [t if t is None or isinstance(t, str) else str(t) for t in columns["tag"]]
-    return columns
+        text = backtest.new_result.trades_json()
+        if text is not None:
+            ids.append(backtest.key["id"])
+            texts.append(text)
+    frame = pa.table({"backtest_id": pa.array(ids, pa.string()), "trades": _text_array(texts)})
+    # DuckDB scans an Arrow table's record batches in parallel: one task per ~1 MB of JSON to parse
+    # (one batch kept it on one core, at half the speed when a second one is free).
+    return pa.Table.from_batches(frame.to_batches(max_chunksize=32), frame.schema)
+
+
+@cache
+def _trades_sql(schema: str, table: s.Table) -> str:
+    """Trade rows from `_batch_trades` (see `_trades_json`), parsed and unnested by DuckDB.
+
+    Decoding 200 trades × 18 columns into Python objects and converting them to Arrow cost more than
+    all of DuckDB's insert; DuckDB's JSON reader does it in C++. `json_transform_strict` fails on a
+    missing column or a value of the wrong type (a tag may be any JSON scalar: the column is text), so
+    a malformed result is parked rather than stored with NULLs.
+    """
+    structure = to_json({name: f"{type_}[]" for name, type_ in table.columns if name in TRADE_COLUMNS})
+    first = TRADE_COLUMNS[0]
+    same_length = " AND ".join(f"len(t.{name}) = len(t.{first})" for name in TRADE_COLUMNS[1:])
+    unnested = ", ".join(f"unnest(t.{name}) AS {name}" for name in TRADE_COLUMNS)
+    return (
+        f"INSERT INTO {schema}.{table.name} BY NAME "
+        f"SELECT backtest_id, unnest(range(1, len(t.{first}) + 1)) AS trade_no, {unnested} "
+        f"FROM (SELECT backtest_id, json_transform_strict(trades, '{structure}') AS t FROM _batch_trades) "
+        f"WHERE CASE WHEN {same_length} THEN true ELSE error('trade columns of unequal length') END"
+    )
 
 
 def _trade_performance_rows(results: list[_Backtest]) -> list[dict[str, Any]]:

@@ -63,6 +63,25 @@ def test_any_batch_size_gives_the_same_tables_as_a_rebuild(ledger: Ledger, tmp_p
     assert table_rows(incremental)["dead_letters"] == []
 
 
+@pytest.mark.parametrize("rebuild_bytes", [1, 10_000])
+def test_a_rebuild_in_several_transactions_equals_one_in_a_single_transaction(
+    ledger: Ledger, tmp_path: Path, rebuild_bytes: int
+) -> None:
+    busy_history(ledger)
+    single = ReadModel.open(tmp_path / "single.duckdb", timeframes=TIMEFRAMES)
+    single.rebuild(ledger)
+    several = ReadModel.open(
+        tmp_path / "several.duckdb", timeframes=TIMEFRAMES, batch_size=3, rebuild_bytes=rebuild_bytes
+    )
+    several.rebuild(ledger)
+
+    assert table_rows(several) == table_rows(single)
+    assert several.position() == ledger.head()
+    # The threshold lowered for a bulk commit is back for the live projector's commits.
+    threshold = several.cursor().execute("SELECT current_setting('checkpoint_threshold')").fetchone()
+    assert threshold == ("244.1 MiB",)
+
+
 def test_incremental_catch_ups_between_commands_equal_a_rebuild(ledger: Ledger, readmodel: ReadModel) -> None:
     a, _ = ledger.record_outcome(spec(ticker="EURUSD"), outcome())
     readmodel.catch_up(ledger)
@@ -109,9 +128,21 @@ def test_a_position_that_does_not_move_forward_rolls_the_batch_back(ledger: Ledg
     assert cur.execute("SELECT count(*) FROM trades").fetchone() == (3,)
 
 
-def test_an_event_that_cannot_be_applied_is_parked_and_projection_goes_on(ledger: Ledger, readmodel: ReadModel) -> None:
+@pytest.mark.parametrize(
+    ("trades", "error"),
+    [
+        ({"size": [1.0, 2.0]}, 'does not have key "entry_bar"'),
+        ({**outcome(n_trades=2).trades, "pnl": [1.0]}, "unequal length"),
+        ({**outcome(n_trades=2).trades, "pnl": [1.0, "a lot"]}, '"a lot"'),
+        ({**outcome(n_trades=2).trades, "exit_time": ["2020-01-02T00:00:00+00:00", "yesterday"]}, "yesterday"),
+    ],
+    ids=["missing column", "unequal lengths", "not a number", "not a time"],
+)
+def test_an_event_that_cannot_be_applied_is_parked_and_projection_goes_on(
+    ledger: Ledger, readmodel: ReadModel, tmp_path: Path, trades: dict[str, list[object]], error: str
+) -> None:
     good, _ = ledger.record_outcome(spec(), outcome())
-    poison = BacktestOutcome(**{**outcome().to_json(), "trades": {"size": [1.0, 2.0]}})  # other columns missing
+    poison = BacktestOutcome(**{**outcome().to_json(), "trades": trades})
     bad, bad_position = ledger.record_outcome(spec(ticker="EURUSD"), poison)
     ledger.toggle_favorite(bad)
     ledger.toggle_favorite(good)
@@ -121,12 +152,16 @@ def test_an_event_that_cannot_be_applied_is_parked_and_projection_goes_on(ledger
     cur = readmodel.cursor()
     [letter] = q.dead_letters(cur)
     assert letter["position"] == bad_position and letter["event_type"] == "ResultRecorded"
-    assert "unequal length" in letter["error"] and '"size"' in letter["payload"]
+    assert error in letter["error"] and '"size"' in letter["payload"]
     assert q.favorites(cur)[0]["id"] == str(good)
     assert cur.execute("SELECT status, favorite FROM backtest_keys WHERE id = ?", [str(bad)]).fetchone() == (
         "pending",
         True,
     )
+    # A rebuild applies events in bulk transactions: the one that fails is redone batch by batch.
+    rebuilt = ReadModel.open(tmp_path / "rebuilt.duckdb", timeframes=TIMEFRAMES)
+    rebuilt.rebuild(ledger)
+    assert table_rows(rebuilt) == table_rows(readmodel)
 
 
 class Note(Aggregate):
