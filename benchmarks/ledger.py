@@ -23,6 +23,7 @@ from typing import Any
 from backtesting import Backtest
 from report import emit
 
+from btledger.bootstrap import projecting
 from btledger.config import load_instruments, load_settings
 from btledger.domain.batch import run_batch
 from btledger.domain.commands import RunBatch, parse
@@ -32,7 +33,6 @@ from btledger.engine.data import load_frame
 from btledger.engine.pool import WorkerPool
 from btledger.engine.registry import get_strategy
 from btledger.engine.result import RunSpec
-from btledger.projections.readmodel import ReadModel
 from btledger.synthetic import synthetic_outcome
 
 STRATEGIES = ["SmaCross", "DonchianBreakout", "RsiMeanReversion", "RandomTrader"]
@@ -113,12 +113,10 @@ def ledger_run(workers: int) -> float:
         home = Path(directory)
         started = time.perf_counter()
         ledger = Ledger(env=store_env(home))
-        with WorkerPool(workers) as pool:
+        with WorkerPool(workers) as pool, projecting(ledger, home) as notify:
             for command in _commands():
-                report = run_batch(ledger, command, pool, home)
+                report = run_batch(ledger, command, pool, home, lambda progress: notify())
                 assert report.summary["recorded"] == 20, report.summary
-        with ReadModel.open(home / "readmodel.duckdb") as readmodel:
-            readmodel.catch_up(ledger)
         return time.perf_counter() - started
 
 

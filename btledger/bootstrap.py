@@ -5,6 +5,8 @@ Entrypoints (CLI, HTTP app, benchmarks) get their parts here, so configuration l
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +31,7 @@ def open_pool(workers: int | None = None) -> WorkerPool:
     return WorkerPool(workers or settings.workers or None, settings=settings)
 
 
-def catch_up(ledger: Ledger) -> int:
+def catch_up(ledger: Ledger, home: Path | None = None) -> int:
     """Bring the read model up to the ledger's head (read-your-writes for a command just run).
 
     In this process when it can own the DuckDB file; when `btledger serve` owns it, wait until the
@@ -38,11 +40,37 @@ def catch_up(ledger: Ledger) -> int:
     from btledger.api.client import Client
     from btledger.projections.readmodel import ReadModel
 
+    home = home or default_home()
     head = ledger.head()
-    client = Client.for_home(default_home())
+    client = Client.for_home(home)
     if client is not None:
         with client:
             client.wait_for(head)
         return head
-    with ReadModel.open() as readmodel:
+    with ReadModel.open(home / "readmodel.duckdb") as readmodel:
         return readmodel.catch_up(ledger)
+
+
+@contextmanager
+def projecting(ledger: Ledger, home: Path | None = None) -> Iterator[Callable[[], None]]:
+    """Keep the read model following `ledger` while the block appends events (a batch).
+
+    Yields `notify`, to call after each append. In this process a projector thread applies the events
+    as they come, on the core the parent would otherwise leave idle while workers compute, instead of
+    all of them after the batch; on exit the read model holds the head (read-your-writes). When
+    `btledger serve` owns the read model, its projector follows the store itself and the exit waits
+    for it.
+    """
+    from btledger.api.client import Client
+    from btledger.projections.projector import Projector
+    from btledger.projections.readmodel import ReadModel
+
+    home = home or default_home()
+    if Client.for_home(home) is not None:
+        yield lambda: None
+        catch_up(ledger, home)
+        return
+    with ReadModel.open(home / "readmodel.duckdb") as readmodel:
+        with Projector(readmodel, ledger) as projector:
+            yield projector.notify
+        readmodel.catch_up(ledger)

@@ -134,18 +134,20 @@ class WorkerPool:
         """
         pending = iter(jobs)
         idle = list(self._workers)
+
+        def dispatch() -> None:
+            while idle and (job := next(pending, None)) is not None:
+                worker = idle.pop()
+                worker.job = job
+                worker.connection.send(job)
+                if on_start is not None:
+                    on_start(job[0])
+
         try:
-            while True:
-                while idle and (job := next(pending, None)) is not None:
-                    worker = idle.pop()
-                    worker.job = job
-                    worker.connection.send(job)
-                    if on_start is not None:
-                        on_start(job[0])
-                busy = [w for w in self._workers if w.job is not None]
-                if not busy:
-                    return
+            dispatch()
+            while busy := [w for w in self._workers if w.job is not None]:
                 ready = set(wait([w.connection for w in busy] + [w.process.sentinel for w in busy]))
+                finished: list[Completion] = []
                 for worker in busy:
                     job = worker.job
                     assert job is not None
@@ -162,7 +164,10 @@ class WorkerPool:
                         continue
                     worker.job = None
                     idle.append(worker)
-                    yield job[0], outcome, error
+                    finished.append((job[0], outcome, error))
+                # Hand out the next jobs before the caller records these: the workers compute meanwhile.
+                dispatch()
+                yield from finished
         finally:
             for worker in self._workers:
                 if worker.job is not None:

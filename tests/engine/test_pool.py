@@ -68,3 +68,22 @@ def test_pool_writes_plots(pool: WorkerPool, tmp_path) -> None:
     target = tmp_path / "one.html"
     [(_, outcome, error)] = list(pool.run([(spec(), target)]))
     assert error is None and outcome.plot_path == str(target) and target.exists()
+
+
+def test_pool_hands_out_the_next_job_before_the_caller_handles_a_completion() -> None:
+    # The caller records each outcome (an event store write): the worker must compute meanwhile,
+    # not wait for it.
+    order: list[str] = []
+    jobs = [spec(), spec("DonchianBreakout"), spec("RsiMeanReversion")]
+    with WorkerPool(1) as one:
+        for done, _, error in one.run([(s, None) for s in jobs], lambda s: order.append(f"start {s.strategy}")):
+            assert error is None
+            order.append(f"done {done.strategy}")
+    assert order == [
+        "start SmaCross",
+        "start DonchianBreakout",
+        "done SmaCross",
+        "start RsiMeanReversion",
+        "done DonchianBreakout",
+        "done RsiMeanReversion",
+    ]
