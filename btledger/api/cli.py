@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -343,7 +342,8 @@ def sql(
 
 @app.command()
 def export(
-    parquet: Annotated[Path, typer.Option("--parquet", help="Directory to write one Parquet file per table.")],
+    # Text, not a Path: typer would turn an empty value into ".", the current directory.
+    parquet: Annotated[str, typer.Option("--parquet", help="Directory to write one Parquet file per table.")],
     as_json: JsonFlag = False,
 ) -> None:
     """Export every read-model table as Parquet, for any tool."""

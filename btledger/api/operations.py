@@ -17,7 +17,7 @@ from btledger.domain.audit import verify as verify_result
 from btledger.domain.batch import BatchReport, remove_plots, run_batch
 from btledger.domain.batch import Progress as BatchProgress
 from btledger.domain.commands import RunBatch, parse
-from btledger.domain.errors import NotFound
+from btledger.domain.errors import InvalidInput, NotFound
 from btledger.domain.robustness import run_robustness_test
 
 
@@ -141,9 +141,11 @@ def verify(id_or_prefix: str) -> dict[str, Any]:
     return verify_result(ledger, ledger.resolve(id_or_prefix), run_backtest).to_json()
 
 
-def export_parquet(directory: Path) -> list[Path]:
+def export_parquet(directory: str) -> list[Path]:
     from btledger.projections.readmodel import ReadModel
 
+    if not directory.strip():
+        raise InvalidInput("parquet", "needs a directory, got an empty path")
     ledger = bootstrap.open_ledger()
     with ReadModel.open() as readmodel:
         readmodel.catch_up(ledger)

@@ -20,6 +20,8 @@ BACKTEST_NAMESPACE = uuid5(NAMESPACE_URL, "https://btledger.invalid/backtests")
 
 #: Reason carried by each Deleted event that DeleteStrategy appends.
 STRATEGY_DELETED = "strategy deleted"
+#: A deletion's reason is a note for the history, not a document.
+MAX_REASON_LENGTH = 500
 
 
 def backtest_id(spec: RunSpec) -> UUID:

@@ -22,8 +22,8 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcodin
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic, retry
 
-from btledger.domain.backtest import STRATEGY_DELETED, Backtest, backtest_id
-from btledger.domain.errors import Conflict, NotFound
+from btledger.domain.backtest import MAX_REASON_LENGTH, STRATEGY_DELETED, Backtest, backtest_id
+from btledger.domain.errors import Conflict, InvalidInput, NotFound
 from btledger.engine.result import BacktestOutcome, RunSpec
 
 T = TypeVar("T")
@@ -253,6 +253,9 @@ class Ledger(Application[UUID]):
         return self._change(backtest, toggle)
 
     def delete(self, backtest: UUID, reason: str = "deleted by user") -> int:
+        if not 1 <= len(reason) <= MAX_REASON_LENGTH:
+            raise InvalidInput("reason", f"must be 1 to {MAX_REASON_LENGTH} characters long, got {len(reason)}")
+
         def delete(aggregate: Backtest) -> None:
             if aggregate.deleted:
                 raise Conflict(f"backtest {backtest} is already deleted", field="id")

@@ -244,6 +244,12 @@ def test_a_change_that_does_not_apply_exits_1(home: Path, result_id: str) -> Non
     assert_refused(home, ["test", "luck", result_id], 1, f"backtest {result_id} has no live result")
 
 
+@pytest.mark.parametrize("reason", ["", "x" * 501, HUGE])
+def test_a_deletion_reason_that_is_empty_or_too_long_is_refused(home: Path, result_id: str, reason: str) -> None:
+    assert_refused(home, ["delete", result_id, "--reason", reason], 2, "reason: must be 1 to 500 characters long")
+    assert invoke("delete", result_id, "--reason", "x" * 500).exit_code == 0
+
+
 TEST_CASES = [
     (["../../x"], "kind: unknown test"),
     (["montecarlo; rm -rf /"], "kind: unknown test"),
@@ -279,6 +285,15 @@ def test_export_to_a_path_that_cannot_be_a_directory_fails_on_one_line(home: Pat
     for target in ("/dev/null/x", str(a_file), str(a_file / "below")):
         assert_refused(home, ["export", "--parquet", target], 1, "")
     assert a_file.read_text() == "not a directory"
+
+
+def test_export_to_an_empty_path_is_refused(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)  # an empty path used to mean the current directory
+    for target in ("", "  "):
+        assert_refused(home, ["export", "--parquet", target], 2, "parquet: needs a directory")
+    assert list(here.iterdir()) == []
 
 
 def test_export_and_rebuild_with_unicode_and_injection_shaped_paths_work(home: Path, tmp_path: Path) -> None:

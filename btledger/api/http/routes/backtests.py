@@ -27,6 +27,7 @@ from btledger.api.http.schemas import (
     TradeRow,
 )
 from btledger.api.http.services import Services
+from btledger.domain.backtest import MAX_REASON_LENGTH
 from btledger.domain.batch import PLOT_MODES, plot_path, remove_plots
 from btledger.domain.errors import NotFound
 from btledger.domain.robustness import KINDS, run_robustness_test
@@ -172,7 +173,7 @@ def toggle_favorite(services: NamedDependency[Services], backtest_id: IdPath) ->
 def delete_backtest(
     services: NamedDependency[Services],
     backtest_id: IdPath,
-    reason: Annotated[str, QueryParameter(min_length=1, max_length=500)] = "deleted by user",
+    reason: Annotated[str, QueryParameter(min_length=1, max_length=MAX_REASON_LENGTH)] = "deleted by user",
 ) -> DeletionResult:
     """A tombstone: the history stays and a restore brings the result back. Its plot file is removed."""
     identity = services.ledger.resolve(backtest_id)
