@@ -113,9 +113,9 @@ def ledger_run(workers: int) -> float:
         home = Path(directory)
         started = time.perf_counter()
         ledger = Ledger(env=store_env(home))
-        with WorkerPool(workers) as pool, projecting(ledger, home) as notify:
+        with WorkerPool(workers) as pool, projecting(ledger, home):
             for command in _commands():
-                report = run_batch(ledger, command, pool, home, lambda progress: notify())
+                report = run_batch(ledger, command, pool, home)
                 assert report.summary["recorded"] == 20, report.summary
         return time.perf_counter() - started
 

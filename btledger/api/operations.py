@@ -28,7 +28,7 @@ def run_batch_with_progress(data: dict[str, Any], *, workers: int | None, quiet:
     total = len(command.specs())
     with (
         bootstrap.open_pool(workers) as pool,
-        bootstrap.projecting(ledger) as notify,
+        bootstrap.projecting(ledger),
         Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -42,8 +42,6 @@ def run_batch_with_progress(data: dict[str, Any], *, workers: int | None, quiet:
         task = bar.add_task("backtests", total=total)
 
         def on_progress(event: BatchProgress) -> None:
-            if event.position is not None:
-                notify()
             if event.status in ("recorded", "skipped", "failed"):
                 bar.advance(task)
                 if not quiet:

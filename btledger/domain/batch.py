@@ -107,9 +107,10 @@ def run_batch(
     index_of: dict[RunSpec, int] = {}
     jobs: list[tuple[RunSpec, Path | None]] = []
 
+    recorded = ledger.recorded_ids({backtest_id(spec) for spec in specs})
     for index, spec in enumerate(specs):
-        existing = ledger.find(spec)
         identity = backtest_id(spec)
+        existing = ledger.find(spec) if identity in recorded else None
         if existing is not None and existing.status in ("recorded", "deleted") and not command.rerun:
             reason = (
                 "already recorded; pass rerun to record a new result"

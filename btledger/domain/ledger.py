@@ -9,7 +9,7 @@ error, so two writers racing on one result never lose a toggle or a deletion.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -192,23 +192,38 @@ class Ledger(Application[UUID]):
         return entries
 
     def _positions_of(self, backtest: UUID) -> dict[int, int]:
-        """Notification positions of one aggregate's events, by version.
+        """Notification positions of one aggregate's events, by version."""
+        rows = self._select_events_of(
+            "SELECT {position}, originator_version FROM {table} WHERE originator_id IN ({ids})", [backtest]
+        )
+        return {int(version): int(position) for position, version in rows}
 
-        The library's recorders expose no such query, so ask the table directly: SQLite keeps the
-        position in `rowid`, PostgreSQL in `notification_id`.
+    def recorded_ids(self, ids: Collection[UUID]) -> set[UUID]:
+        """Which of `ids` have events: a batch plans its combinations with one query per 500, where a
+        `find` per combination would look for a snapshot and then for events."""
+        wanted, found = list(ids), set()
+        for start in range(0, len(wanted), 500):
+            rows = self._select_events_of(
+                "SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({ids})", wanted[start : start + 500]
+            )
+            found.update(UUID(str(originator_id)) for (originator_id,) in rows)
+        return found
+
+    def _select_events_of(self, sql: str, ids: list[UUID]) -> list[tuple[Any, ...]]:
+        """Rows of `sql` on the stored events of `ids`: `{table}`, `{position}` and `{ids}` are filled in.
+
+        The library's recorders expose no such queries, so ask the table directly: SQLite keeps ids as
+        hex text and the position in `rowid`; PostgreSQL keeps uuids and the position in `notification_id`.
         """
         table = self.recorder.events_table_name  # type: ignore[attr-defined]
         if isinstance(self.recorder, SQLiteAggregateRecorder):
-            sql, key = f"SELECT rowid, originator_version FROM {table} WHERE originator_id=?", backtest.hex
+            position, mark, params = "rowid", "?", [i.hex for i in ids]
         else:
-            sql, key = (
-                f"SELECT notification_id, originator_version FROM {table} WHERE originator_id=%s",
-                backtest,
-            )
+            position, mark, params = "notification_id", "%s", list(ids)
+        text = sql.format(table=table, position=position, ids=", ".join([mark] * len(ids)))
         with self.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
-            cursor.execute(sql, (key,))
-            rows = [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in cursor.fetchall()]
-        return {int(version): int(position) for position, version in rows}
+            cursor.execute(text, params)
+            return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in cursor.fetchall()]
 
     def head(self) -> int:
         """The position of the newest event in the ledger (0 when empty)."""

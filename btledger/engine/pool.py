@@ -1,8 +1,8 @@
 """A pool of long-lived worker processes that run backtests and stream their outcomes.
 
-Each worker holds one pipe to the parent and runs one job at a time; the parent hands the next job to
-whichever worker is idle and waits on all pipes and process sentinels at once, so outcomes arrive in
-completion order and the parent always knows which job each worker holds. Jobs and replies are small:
+Each worker holds one pipe to the parent and runs one job at a time, with the next one already sent;
+the parent waits on all pipes and process sentinels at once, so outcomes arrive in completion order
+and the parent always knows which jobs each worker holds. Jobs and replies are small:
 a `RunSpec` key (the worker loads and caches the data itself) and a plain-JSON `BacktestOutcome`.
 
 A job that raises is reported as an error string; a worker that dies (segfault, killed) is reported
@@ -21,8 +21,9 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -78,7 +79,8 @@ def _serve(connection: Connection, settings: Settings, parent_end: Connection | 
 class _Worker:
     process: BaseProcess
     connection: Connection
-    job: Job | None = None
+    #: Sent and not yet answered, oldest first: the one it runs, then the one it takes next.
+    jobs: deque[Job] = field(default_factory=deque)
 
 
 class WorkerPool:
@@ -127,50 +129,61 @@ class WorkerPool:
 
     def run(self, jobs: Iterable[Job], on_start: Callable[[RunSpec], None] | None = None) -> Iterator[Completion]:
         """Run `(spec, plot_path)` jobs; yield `(spec, outcome, None)` or `(spec, None, error)` for each,
-        in completion order. `on_start(spec)` is called as a worker takes a job.
+        in completion order. `on_start(spec)` is called as a worker starts a job.
 
-        One `run` at a time per pool. Jobs are taken from `jobs` lazily, as workers free up; leaving the
-        loop early stops the jobs still running (their workers are replaced).
+        While a worker runs a job it already holds the next one (as long as one job per worker is left
+        to hand out, so the last ones go to whichever worker frees up first): it goes on at once instead
+        of waiting for the parent to read its reply and answer. A worker that dies gives its unstarted
+        job back. One `run` at a time per pool; leaving the loop early stops the jobs still running
+        (their workers are replaced).
         """
-        pending = iter(jobs)
-        idle = list(self._workers)
+        unsent = deque(jobs)
+
+        def send(worker: _Worker) -> None:
+            job = unsent.popleft()
+            worker.jobs.append(job)
+            with contextlib.suppress(OSError):  # it just died: its sentinel says so, and its jobs are handled then
+                worker.connection.send(job)
+            if len(worker.jobs) == 1 and on_start is not None:
+                on_start(job[0])
 
         def dispatch() -> None:
-            while idle and (job := next(pending, None)) is not None:
-                worker = idle.pop()
-                worker.job = job
-                worker.connection.send(job)
-                if on_start is not None:
-                    on_start(job[0])
+            for worker in self._workers:
+                if not worker.jobs and unsent:
+                    send(worker)
+            for worker in self._workers:
+                if len(worker.jobs) == 1 and len(unsent) >= self.size:
+                    send(worker)
 
         try:
             dispatch()
-            while busy := [w for w in self._workers if w.job is not None]:
+            while busy := [w for w in self._workers if w.jobs]:
                 ready = set(wait([w.connection for w in busy] + [w.process.sentinel for w in busy]))
                 finished: list[Completion] = []
                 for worker in busy:
-                    job = worker.job
-                    assert job is not None
                     if worker.connection in ready:
                         try:
                             outcome, error = worker.connection.recv()
-                        except EOFError:  # died mid-reply
-                            outcome, error = None, self._death(worker)
-                            worker = self._replace(worker)
+                            died = False
+                        except (EOFError, OSError):  # died mid-reply (a reset when a sent job was still unread)
+                            outcome, error, died = None, self._death(worker), True
                     elif worker.process.sentinel in ready:
-                        outcome, error = None, self._death(worker)
-                        worker = self._replace(worker)
+                        outcome, error, died = None, self._death(worker), True
                     else:
                         continue
-                    worker.job = None
-                    idle.append(worker)
+                    job = worker.jobs.popleft()
                     finished.append((job[0], outcome, error))
+                    if died:
+                        unsent.extendleft(reversed(worker.jobs))
+                        self._replace(worker)
+                    elif worker.jobs and on_start is not None:
+                        on_start(worker.jobs[0][0])
                 # Hand out the next jobs before the caller records these: the workers compute meanwhile.
                 dispatch()
                 yield from finished
         finally:
             for worker in self._workers:
-                if worker.job is not None:
+                if worker.jobs:
                     self._replace(worker)
 
     @staticmethod

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -30,6 +30,14 @@ def test_record_writes_to_a_sqlite_file_and_derives_the_id_from_the_key(ledger: 
     rows = sqlite3.connect(btledger_home / "events.sqlite").execute("SELECT count(*) FROM stored_events").fetchone()
     assert rows == (2,)
     assert ledger.get(identity).status == "recorded"
+
+
+def test_recorded_ids_names_the_ids_with_events_among_many(ledger: Ledger) -> None:
+    recorded, _ = ledger.record_outcome(spec(), outcome())
+    failed, _ = ledger.record_failure(spec(risk=2.0), "boom")
+    strangers = {uuid4() for _ in range(1200)}  # three queries' worth
+    assert ledger.recorded_ids(strangers | {recorded, failed}) == {recorded, failed}
+    assert ledger.recorded_ids(strangers) == set()
 
 
 def test_the_key_includes_cash_params_and_method(ledger: Ledger) -> None:
@@ -130,7 +138,7 @@ def test_concurrent_toggles_from_threads_lose_nothing(ledger: Ledger) -> None:
 TOGGLER = """
 import sys
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 from btledger.domain.ledger import Ledger, store_env
 ledger = Ledger(env=store_env(Path(sys.argv[1])))
 for _ in range(int(sys.argv[3])):

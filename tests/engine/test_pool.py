@@ -87,3 +87,15 @@ def test_pool_hands_out_the_next_job_before_the_caller_handles_a_completion() ->
         "done DonchianBreakout",
         "done RsiMeanReversion",
     ]
+
+
+def test_a_worker_that_dies_gives_back_the_job_it_had_not_started(pool: WorkerPool) -> None:
+    # Two workers and enough jobs that each holds a second one while it runs the first: the crashing
+    # worker's held job must run on its replacement (or the other worker), not be lost or failed.
+    jobs = [spec("Crash"), spec(), spec("DonchianBreakout"), spec("RsiMeanReversion"), spec(risk=2.0), spec(risk=3.0)]
+    started: list[RunSpec] = []
+    results = {s: (outcome, error) for s, outcome, error in pool.run([(s, None) for s in jobs], started.append)}
+    assert sorted(map(str, started)) == sorted(map(str, jobs))  # each started once
+    assert results.pop(jobs[0]) == (None, "worker process died (exit code 3)")
+    assert all(error is None and outcome is not None for outcome, error in results.values()), results
+    assert set(results) == set(jobs[1:])
