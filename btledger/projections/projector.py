@@ -96,10 +96,10 @@ class _Backtest:
 class _Batch:
     """The effect of one batch of events on the read model, computed in memory then written."""
 
-    def __init__(self, cur: duckdb.DuckDBPyConnection, schema: str, events: Sequence[LedgerEvent]) -> None:
-        self.cur, self.schema, self.events = cur, schema, events
-        registered_here = {e.backtest_id for e in events if e.event_type == "Registered"}
-        self.backtests: dict[str, _Backtest] = self._load({e.backtest_id for e in events} - registered_here)
+    def __init__(self, cur: duckdb.DuckDBPyConnection, schema: str, batch: EventBatch) -> None:
+        self.cur, self.schema, self.events, self.payloads = cur, schema, batch.events, batch.payloads
+        registered_here = {e.backtest_id for e in self.events if e.event_type == "Registered"}
+        self.backtests: dict[str, _Backtest] = self._load({e.backtest_id for e in self.events} - registered_here)
         self.ledger_rows: list[dict[str, Any]] = []
 
     def _select(self, sql: str, ids: list[str]) -> list[dict[str, Any]]:
@@ -249,10 +249,7 @@ class _Batch:
         backtests = self.backtests.values()
         ledger_events = arrow_table(s.LEDGER_EVENTS, self.ledger_rows)
         payload = ledger_events.schema.get_field_index("payload")
-        # Tagged as JSON, DuckDB stores the payloads without parsing them again: the decoder produced
-        # them with msgspec, from parts msgspec had parsed, so they are valid JSON by construction.
-        payloads = pa.ExtensionArray.from_storage(_JSON, _text_array([e.payload for e in self.events]))
-        ledger_events = ledger_events.set_column(payload, "payload", payloads)
+        ledger_events = ledger_events.set_column(payload, "payload", self.payloads)
         self._over(
             "_batch_rows",
             ledger_events,
@@ -396,11 +393,30 @@ def _robustness_metric_rows(tests: list[tuple[_Backtest, LedgerEvent]]) -> list[
     ]
 
 
-def project_batch(cur: duckdb.DuckDBPyConnection, schema: str, events: Sequence[LedgerEvent]) -> None:
-    """Apply `events` (in order) to the tables of `schema`, inside the caller's open transaction."""
-    batch = _Batch(cur, schema, events)
-    batch.apply()
-    batch.write()
+@dataclass(frozen=True)
+class EventBatch:
+    """A batch's events, and the part of its rows that needs no read-model state.
+
+    Built apart from `project_batch`, so a rebuild builds the next batch's on another thread while
+    DuckDB writes this one (see `ReadModel._read_ahead`).
+    """
+
+    events: Sequence[LedgerEvent]
+    #: `ledger_events.payload`, in event order. Tagged as JSON, DuckDB stores the payloads without
+    #: parsing them again: the decoder produced them with msgspec, from parts msgspec had parsed, so
+    #: they are valid JSON by construction.
+    payloads: pa.Array
+
+    @classmethod
+    def of(cls, events: Sequence[LedgerEvent]) -> EventBatch:
+        return cls(events, pa.ExtensionArray.from_storage(_JSON, _text_array([e.payload for e in events])))
+
+
+def project_batch(cur: duckdb.DuckDBPyConnection, schema: str, batch: EventBatch) -> None:
+    """Apply `batch`'s events (in order) to the tables of `schema`, inside the caller's open transaction."""
+    projection = _Batch(cur, schema, batch)
+    projection.apply()
+    projection.write()
 
 
 class Projector:

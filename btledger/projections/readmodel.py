@@ -16,7 +16,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from eventsourcing.persistence import Notification
 from btledger import config
 from btledger.projections import schema as s
 from btledger.projections.events import Decoder, event_type_of
-from btledger.projections.projector import arrow_table, project_batch
+from btledger.projections.projector import EventBatch, arrow_table, project_batch
 
 if TYPE_CHECKING:
     from btledger.domain.ledger import Ledger
@@ -394,32 +395,65 @@ class ReadModel:
     def _fill_in_bulk(self, cur: duckdb.DuckDBPyConnection, schema: str, ledger: Ledger) -> int:
         decoder = Decoder(ledger)
         position = self._stored_position(cur, schema)
-        while True:
-            reached, size = position, 0
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                for batch in self._batches(ledger, position):
-                    reached = batch[-1].id
-                    project_batch(cur, schema, [decoder.decode(notification) for notification in batch])
-                    size += sum(len(notification.state) for notification in batch)
-                    if size >= self.rebuild_bytes:
-                        break
-                if reached > position:
-                    self._record_position(cur, schema, reached)
-            except Exception as error:
-                cur.execute("ROLLBACK")
-                if isinstance(error, _INFRASTRUCTURE_ERRORS) or reached == position:  # not an event's fault
+        batches = self._read_ahead(ledger, position, decoder)
+        try:
+            while True:
+                reached, size = position, 0
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    for batch, decoded in batches:
+                        reached = batch[-1].id
+                        if isinstance(decoded, Exception):
+                            raise decoded
+                        project_batch(cur, schema, decoded)
+                        size += sum(len(notification.state) for notification in batch)
+                        if size >= self.rebuild_bytes:
+                            break
+                    if reached > position:
+                        self._record_position(cur, schema, reached)
+                except Exception as error:
+                    cur.execute("ROLLBACK")
+                    if isinstance(error, _INFRASTRUCTURE_ERRORS) or reached == position:  # not an event's fault
+                        raise
+                    batches.close()
+                    position = self._project(cur, schema, ledger, live=False, last=reached)
+                    batches = self._read_ahead(ledger, position, decoder)
+                    continue
+                except BaseException:
+                    cur.execute("ROLLBACK")
                     raise
-                position = self._project(cur, schema, ledger, live=False, last=reached)
-                continue
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            if reached == position:
-                cur.execute("ROLLBACK")
-                return position
-            self._commit_to_file(cur)
-            position = reached
+                if reached == position:
+                    cur.execute("ROLLBACK")
+                    return position
+                self._commit_to_file(cur)
+                position = reached
+        finally:
+            batches.close()
+
+    def _read_ahead(
+        self, ledger: Ledger, position: int, decoder: Decoder
+    ) -> Generator[tuple[Sequence[Notification], EventBatch | Exception], None, None]:
+        """`_batches` with each batch's events decoded (or the decoding error), one batch ahead in a thread.
+
+        Reading the store and decoding (Python: half a core) then overlap with DuckDB's writes of the
+        batch before, which release the GIL: the rebuild used one of two cores.
+        """
+        batches = self._batches(ledger, position)
+
+        def next_batch() -> tuple[Sequence[Notification], EventBatch | Exception] | None:
+            batch = next(batches, None)
+            if batch is None:
+                return None
+            try:
+                return batch, EventBatch.of([decoder.decode(notification) for notification in batch])
+            except Exception as error:  # raised where the batch is applied, so that it is redone
+                return batch, error
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="btledger-rebuild-read") as pool:
+            ahead = pool.submit(next_batch)
+            while (item := ahead.result()) is not None:
+                ahead = pool.submit(next_batch)
+                yield item
 
     @staticmethod
     def _commit_to_file(cur: duckdb.DuckDBPyConnection) -> None:
@@ -459,9 +493,9 @@ class ReadModel:
     ) -> None:
         """Apply a batch in one transaction; if an event in it cannot be applied, bisect to park it."""
         try:
-            events = [decoder.decode(notification) for notification in batch]
+            decoded = EventBatch.of([decoder.decode(notification) for notification in batch])
             with transaction(cur):
-                project_batch(cur, schema, events)
+                project_batch(cur, schema, decoded)
                 self._record_position(cur, schema, batch[-1].id)
         except _INFRASTRUCTURE_ERRORS:
             raise

@@ -7,10 +7,11 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import StoredEvent
 
 from btledger.domain.ledger import Ledger
 from btledger.engine.result import BacktestOutcome
@@ -159,6 +160,26 @@ def test_an_event_that_cannot_be_applied_is_parked_and_projection_goes_on(
         True,
     )
     # A rebuild applies events in bulk transactions: the one that fails is redone batch by batch.
+    rebuilt = ReadModel.open(tmp_path / "rebuilt.duckdb", timeframes=TIMEFRAMES)
+    rebuilt.rebuild(ledger)
+    assert table_rows(rebuilt) == table_rows(readmodel)
+
+
+def test_an_event_that_cannot_be_decoded_is_parked_by_catch_up_and_rebuild(
+    ledger: Ledger, readmodel: ReadModel, tmp_path: Path
+) -> None:
+    good, _ = ledger.record_outcome(spec(), outcome())
+    [bad_position] = ledger.recorder.insert_events(
+        [StoredEvent(uuid4(), 1, "btledger.domain.backtest:Backtest.Registered", b"not json")]
+    )
+    ledger.toggle_favorite(good)
+
+    readmodel.catch_up(ledger)
+
+    [letter] = q.dead_letters(readmodel.cursor())
+    assert letter["position"] == bad_position and letter["payload"] == "not json"
+    assert q.favorites(readmodel.cursor())[0]["id"] == str(good)
+    # A rebuild decodes on a thread ahead of the writes: the error still parks that one event.
     rebuilt = ReadModel.open(tmp_path / "rebuilt.duckdb", timeframes=TIMEFRAMES)
     rebuilt.rebuild(ledger)
     assert table_rows(rebuilt) == table_rows(readmodel)
