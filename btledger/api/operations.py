@@ -28,7 +28,6 @@ def run_batch_with_progress(data: dict[str, Any], *, workers: int | None, quiet:
     total = len(command.specs())
     with (
         bootstrap.open_pool(workers) as pool,
-        bootstrap.projecting(ledger),
         Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -47,7 +46,9 @@ def run_batch_with_progress(data: dict[str, Any], *, workers: int | None, quiet:
                 if not quiet:
                     render.print_progress_line(event.to_json())
 
-        return run_batch(ledger, command, pool, home(), on_progress)
+        report = run_batch(ledger, command, pool, home(), on_progress)
+    bootstrap.catch_up(ledger)
+    return report
 
 
 def report_json(report: BatchReport) -> dict[str, Any]:
