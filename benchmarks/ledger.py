@@ -26,7 +26,7 @@ from typing import Any
 from bare_loop import BATCHES, RISKS, STRATEGIES
 from report import emit
 
-from btledger.bootstrap import catch_up
+from btledger.bootstrap import projecting
 from btledger.domain.batch import run_batch
 from btledger.domain.commands import RunBatch, parse
 from btledger.domain.ledger import Ledger, store_env
@@ -90,11 +90,10 @@ def ledger_run(workers: int) -> float:
         home = Path(directory)
         started = time.perf_counter()
         ledger = Ledger(env=store_env(home))
-        with WorkerPool(workers) as pool:
+        with WorkerPool(workers) as pool, projecting(ledger, home) as project:
             for command in _commands():
-                report = run_batch(ledger, command, pool, home)
+                report = run_batch(ledger, command, pool, home, project)
                 assert report.summary["recorded"] == 20, report.summary
-        catch_up(ledger, home)
         return time.perf_counter() - started
 
 

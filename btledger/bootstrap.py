@@ -5,6 +5,8 @@ Entrypoints (CLI, HTTP app, benchmarks) get their parts here, so configuration l
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ from btledger.config import load_settings
 from btledger.domain.ledger import Ledger, store_env
 
 if TYPE_CHECKING:
+    from btledger.domain.batch import Progress
     from btledger.engine.pool import WorkerPool
 
 
@@ -47,3 +50,23 @@ def catch_up(ledger: Ledger, home: Path | None = None) -> int:
         return head
     with ReadModel.open(home / "readmodel.duckdb") as readmodel:
         return readmodel.catch_up(ledger)
+
+
+@contextmanager
+def projecting(ledger: Ledger, home: Path | None = None) -> Iterator[Callable[[Progress], None]]:
+    """Bring the read model up to the events that batches run in the block append.
+
+    Yields the callback for the batches' progress. In this process a `BatchProjection` applies them in
+    each batch's tail; when `btledger serve` owns the read model, its projector follows the store and
+    the exit waits for it.
+    """
+    from btledger.api.client import Client
+    from btledger.projections.batch import BatchProjection
+
+    home = home or default_home()
+    if Client.for_home(home) is not None:
+        yield lambda _: None
+        catch_up(ledger, home)
+        return
+    with BatchProjection(ledger, home / "readmodel.duckdb") as projection:
+        yield projection.observe

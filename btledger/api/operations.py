@@ -28,6 +28,7 @@ def run_batch_with_progress(data: dict[str, Any], *, workers: int | None, quiet:
     total = len(command.specs())
     with (
         bootstrap.open_pool(workers) as pool,
+        bootstrap.projecting(ledger) as project,
         Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -41,14 +42,13 @@ def run_batch_with_progress(data: dict[str, Any], *, workers: int | None, quiet:
         task = bar.add_task("backtests", total=total)
 
         def on_progress(event: BatchProgress) -> None:
+            project(event)
             if event.status in ("recorded", "skipped", "failed"):
                 bar.advance(task)
                 if not quiet:
                     render.print_progress_line(event.to_json())
 
-        report = run_batch(ledger, command, pool, home(), on_progress)
-    bootstrap.catch_up(ledger)
-    return report
+        return run_batch(ledger, command, pool, home(), on_progress)
 
 
 def report_json(report: BatchReport) -> dict[str, Any]:

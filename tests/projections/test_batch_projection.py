@@ -1,0 +1,115 @@
+"""A batch's projection: caught up in the batch's tail, complete when the batch returns."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from btledger.domain.backtest import backtest_id
+from btledger.domain.batch import Progress, Status, run_batch
+from btledger.domain.commands import RunBatch, parse
+from btledger.domain.ledger import Ledger, store_env
+from btledger.engine.pool import WorkerPool
+from btledger.engine.result import RunSpec
+from btledger.projections.batch import BatchProjection
+from btledger.projections.readmodel import ReadModel, ReadModelLocked
+from btledger.synthetic import synthetic_outcome
+from tests.domain.factories import spec
+
+BATCH = {
+    "strategies": ["SmaCross", "DonchianBreakout", "RsiMeanReversion"],
+    "tickers": ["EURUSD"],
+    "timeframes": ["H4"],
+    "risks": [1.0],
+    "date_from": date(2017, 5, 1),
+    "date_to": date(2018, 2, 1),
+}
+
+
+def _live_ids(path: Path) -> set[str]:
+    with ReadModel.open(path) as readmodel:
+        return {row[0] for row in readmodel.cursor().execute("SELECT id FROM backtests").fetchall()}
+
+
+def test_the_tail_of_a_batch_is_projected_when_its_last_job_starts_and_the_rest_on_exit(
+    btledger_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger(env=store_env(btledger_home))
+    path = btledger_home / "readmodel.duckdb"
+    catch_ups: list[tuple[str, int]] = []  # thread, position reached
+    original = ReadModel.catch_up
+
+    def noting(self: ReadModel, ledger: Ledger, **options: object) -> int:
+        position = original(self, ledger, **options)
+        catch_ups.append((threading.current_thread().name, position))
+        return position
+
+    monkeypatch.setattr(ReadModel, "catch_up", noting)
+    first, last = spec(risk=1.0), spec(risk=2.0)
+
+    def progress(job: RunSpec, status: Status) -> Progress:
+        return Progress(0, 2, job, backtest_id(job), status)
+
+    with BatchProjection(ledger, path) as projection:
+        for job in (first, last):
+            projection.observe(progress(job, "queued"))
+        projection.observe(progress(first, "running"))
+        ledger.record_outcome(first, synthetic_outcome(n_trades=3))
+        projection.observe(progress(first, "recorded"))
+        assert catch_ups == [] and not path.exists()  # the file stays free until the tail
+        projection.observe(progress(last, "running"))  # every job has started: the tail
+        deadline = time.monotonic() + 30
+        while not catch_ups and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(catch_ups) == 1 and catch_ups[0][0].startswith("btledger-batch-projection")
+        assert catch_ups[0][1] == 2  # the first result
+        ledger.record_outcome(last, synthetic_outcome(n_trades=3))
+        projection.observe(progress(last, "recorded"))
+    assert catch_ups[-1] == (threading.main_thread().name, 4)
+    assert _live_ids(path) == {str(backtest_id(first)), str(backtest_id(last))}
+
+
+def test_a_real_batch_leaves_every_result_in_the_read_model(btledger_home: Path) -> None:
+    ledger = Ledger(env=store_env(btledger_home))
+    with WorkerPool(1) as pool, BatchProjection(ledger, btledger_home / "readmodel.duckdb") as projection:
+        report = run_batch(ledger, parse(RunBatch, BATCH), pool, btledger_home, projection.observe)
+    assert report.summary == {"recorded": 3, "skipped": 0, "failed": 0}
+    assert _live_ids(btledger_home / "readmodel.duckdb") == {str(p.id) for p in report.results}
+
+
+def test_a_batch_of_skips_only_is_projected_on_exit(btledger_home: Path) -> None:
+    ledger = Ledger(env=store_env(btledger_home))
+    ledger.record_outcome(spec(), synthetic_outcome(n_trades=3))
+    with BatchProjection(ledger, btledger_home / "readmodel.duckdb"):
+        pass  # no job queued: no tail
+    assert len(_live_ids(btledger_home / "readmodel.duckdb")) == 1
+
+
+def test_a_read_model_held_by_another_process_is_reported_after_the_batch_recorded(btledger_home: Path) -> None:
+    path = btledger_home / "readmodel.duckdb"
+    duckdb.connect(str(path)).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys, time; c = duckdb.connect({str(path)!r}); print(1); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"1"
+        ledger = Ledger(env=store_env(btledger_home))
+        command = parse(RunBatch, BATCH)
+        with pytest.raises(ReadModelLocked), WorkerPool(1) as pool, BatchProjection(ledger, path) as projection:
+            run_batch(ledger, command, pool, btledger_home, projection.observe)
+        assert ledger.head() == 6  # every result recorded all the same
+    finally:
+        holder.kill()
+        holder.wait()
