@@ -8,6 +8,9 @@
 The 40 combinations: SmaCross, DonchianBreakout, RsiMeanReversion and RandomTrader × risks 0.5–2.5
 on EURUSD H1 (5000 bars) and on GOOG D1 (2148 bars), i.e. 20 + 20 runs.
 
+The baseline loop runs as a fresh process (`bare_loop.py`), like a user's script. Bare loop, 1 and 2
+workers run back to back in 5 rounds; each ratio is the median of the rounds' own ratios.
+
 Usage: ``uv run python benchmarks/ledger.py [--json]``; `measure()` returns the rows.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,10 +104,12 @@ def ledger_run(workers: int) -> float:
 def measure() -> list[dict[str, Any]]:
     rate = append_rate()
     bare_loop(), ledger_run(1)  # warm-up: imports, data caches, first fork
-    # Interleaved rounds, best of each: a slow spell of this shared machine then hits all three alike.
+    # Paired rounds: the speed of this shared machine drifts by 20 % within minutes, so each ratio is
+    # taken between runs made back to back, and the median round reported (times: medians too).
     rounds = [(bare_loop(), ledger_run(1), ledger_run(2)) for _ in range(ROUNDS)]
-    bare, one, two = (min(times) for times in zip(*rounds, strict=True))
-    overhead, speedup = one / bare, one / two
+    bare, one = statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
+    overhead = statistics.median(o / b for b, o, _ in rounds)
+    speedup = statistics.median(o / t for _, o, t in rounds)
     return [
         _row("ledger_append_200_trade_results", rate, "events/s", None, None, None, None),
         _row(
