@@ -118,14 +118,12 @@ class WorkerPool:
         child.close()
         return _Worker(process, parent)
 
-    def _replace(self, worker: _Worker) -> _Worker:
+    def _replace(self, worker: _Worker) -> None:
         worker.connection.close()
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join()
-        fresh = self._start()
-        self._workers[self._workers.index(worker)] = fresh
-        return fresh
+        self._workers[self._workers.index(worker)] = self._start()
 
     def run(self, jobs: Iterable[Job], on_start: Callable[[RunSpec], None] | None = None) -> Iterator[Completion]:
         """Run `(spec, plot_path)` jobs; yield `(spec, outcome, None)` or `(spec, None, error)` for each,

@@ -138,7 +138,7 @@ def test_concurrent_toggles_from_threads_lose_nothing(ledger: Ledger) -> None:
 TOGGLER = """
 import sys
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import UUID
 from btledger.domain.ledger import Ledger, store_env
 ledger = Ledger(env=store_env(Path(sys.argv[1])))
 for _ in range(int(sys.argv[3])):
