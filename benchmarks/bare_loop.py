@@ -3,7 +3,8 @@
 What a quant's script does without btledger: for each of the 40 combinations, `Backtest(...).run()`
 on the same bars, with the same strategy, costs and options as `btledger run`; nothing recorded.
 Bars are loaded and each strategy runs once before the clock starts. It runs as a fresh process
-(`uv run python benchmarks/bare_loop.py` prints the seconds) so that the loop meets Python's garbage
+(`uv run python benchmarks/bare_loop.py` prints the seconds; `--wait` first prints "ready" and waits
+for a line on stdin, so two loops can start together) so that the loop meets Python's garbage
 collector as a script does, not in whatever state the benchmark's own process has reached (worker
 pools freeze the heap before they fork: a loop run after that was 15-25 % faster).
 """
@@ -11,7 +12,9 @@ pools freeze the heap before they fork: a loop run after that was 15-25 % faster
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Callable
 from datetime import date
 
 import pandas as pd
@@ -45,8 +48,8 @@ def specs() -> list[RunSpec]:
     ]
 
 
-def seconds() -> float:
-    """Wall seconds of the loop over the 40 combinations."""
+def seconds(ready: Callable[[], None] = lambda: None) -> float:
+    """Wall seconds of the loop over the 40 combinations; `ready()` is called just before the clock starts."""
     settings, instruments = load_settings(), load_instruments()
     jobs = []
     for spec in specs():
@@ -67,11 +70,18 @@ def seconds() -> float:
 
     for job in {job[0].strategy: job for job in jobs}.values():  # warm-up: one run of each strategy
         run(*job)
+    ready()
     started = time.perf_counter()
     for job in jobs:
         run(*job)
     return time.perf_counter() - started
 
 
+def _when_told() -> None:
+    """Say "ready" and wait for a line on stdin: loops in two processes then start their clocks together."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
 if __name__ == "__main__":
-    print(json.dumps(seconds()))
+    print(json.dumps(seconds(_when_told if "--wait" in sys.argv else lambda: None)))

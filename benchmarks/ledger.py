@@ -11,6 +11,11 @@ on EURUSD H1 (5000 bars) and on GOOG D1 (2148 bars), i.e. 20 + 20 runs.
 The baseline loop runs as a fresh process (`bare_loop.py`), like a user's script. Bare loop, 1 and 2
 workers run back to back in 5 rounds; each ratio is the median of the rounds' own ratios.
 
+For reference, each round also starts two bare loops at once, one per core: twice the work in the
+slower loop's time is the speedup this machine gives two simultaneous backtests with no btledger at
+all, the ceiling for (c). Two processes slow each other down (shared caches, memory bandwidth, the
+host's other tenants), by a different amount from minute to minute.
+
 Usage: ``uv run python benchmarks/ledger.py [--json]``; `measure()` returns the rows.
 """
 
@@ -88,6 +93,22 @@ def bare_loop() -> float:
     return float(json.loads(done.stdout))
 
 
+def two_bare_loops_at_once() -> float:
+    """Wall seconds of the slower of two bare loops started together, one per core: what running two
+    backtests at once costs this machine (caches, memory bandwidth, the host), with no btledger at all."""
+    command = [sys.executable, str(HERE / "bare_loop.py"), "--wait"]
+    loops = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    for loop in loops:
+        assert loop.stdout is not None and loop.stdout.readline().strip() == "ready"
+    for loop in loops:
+        assert loop.stdin is not None
+        loop.stdin.write("go\n")
+        loop.stdin.flush()
+    outputs = [loop.communicate()[0] for loop in loops]
+    assert all(loop.returncode == 0 for loop in loops), outputs
+    return max(float(json.loads(output)) for output in outputs)
+
+
 def ledger_run(workers: int) -> float:
     """Wall seconds of what `btledger run --workers N` does for the 40: pool, engine, events, projection."""
     with tempfile.TemporaryDirectory() as directory:
@@ -106,10 +127,12 @@ def measure() -> list[dict[str, Any]]:
     bare_loop(), ledger_run(1)  # warm-up: imports, data caches, first fork
     # Paired rounds: the speed of this shared machine drifts by 20 % within minutes, so each ratio is
     # taken between runs made back to back, and the median round reported (times: medians too).
-    rounds = [(bare_loop(), ledger_run(1), ledger_run(2)) for _ in range(ROUNDS)]
+    rounds = [(bare_loop(), ledger_run(1), ledger_run(2), two_bare_loops_at_once()) for _ in range(ROUNDS)]
     bare, one = statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
-    overhead = statistics.median(o / b for b, o, _ in rounds)
-    speedup = statistics.median(o / t for _, o, t in rounds)
+    overhead = statistics.median(o / b for b, o, _, _ in rounds)
+    speedup = statistics.median(o / t for _, o, t, _ in rounds)
+    # Two loops' work in the slower one's time: the speedup 2 workers could reach with no overhead at all.
+    ceiling = statistics.median(2 * b / pair for b, _, _, pair in rounds)
     return [
         _row("ledger_append_200_trade_results", rate, "events/s", None, None, None, None),
         _row(
@@ -124,6 +147,7 @@ def measure() -> list[dict[str, Any]]:
         _row(
             "ledger_run_40_speedup_two_workers", speedup, "x", one, speedup, SPEEDUP_TARGET, speedup >= SPEEDUP_TARGET
         ),
+        _row("machine_speedup_two_bare_loops_at_once", ceiling, "x", bare, ceiling, None, None),
     ]
 
 

@@ -140,13 +140,14 @@ def run_batch(
 
     for spec, outcome, error in pool.run(jobs, on_start=started):
         index = index_of[spec]
+        new = backtest_id(spec) not in recorded
         if outcome is not None:
-            identity, position = ledger.record_outcome(spec, outcome)
+            identity, position = ledger.record_outcome(spec, outcome, new=new)
             done = Progress(
                 index, total, spec, identity, "recorded", None, outcome.metrics, position, outcome.trade_performance
             )
         else:
-            identity, position = ledger.record_failure(spec, error or "unknown error")
+            identity, position = ledger.record_failure(spec, error or "unknown error", new=new)
             done = Progress(index, total, spec, identity, "failed", error, None, position)
         report.last_position = position
         report.results.append(done)

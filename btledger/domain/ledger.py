@@ -18,12 +18,13 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoder, Transcoding
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic, retry
 
 from btledger.domain.backtest import MAX_REASON_LENGTH, STRATEGY_DELETED, Backtest, backtest_id
 from btledger.domain.errors import Conflict, InvalidInput, NotFound
+from btledger.domain.transcoder import MsgspecJSONTranscoder
 from btledger.engine.result import BacktestOutcome, RunSpec
 
 T = TypeVar("T")
@@ -99,6 +100,11 @@ class Ledger(Application[UUID]):
     name = "Ledger"
     #: A result toggled or tested many times replays from its latest snapshot, not from event 1.
     snapshotting_intervals: ClassVar[dict[type[Aggregate], int]] = {Backtest: 50}
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = MsgspecJSONTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -235,18 +241,30 @@ class Ledger(Application[UUID]):
         recordings = self.save(*aggregates)
         return recordings[-1].notification.id if recordings else self.head()
 
-    @_retry_on_conflict
-    def record_outcome(self, spec: RunSpec, outcome: BacktestOutcome) -> tuple[UUID, int]:
-        """Append a result for `spec`, registering the key first if it is new."""
-        backtest = self.find(spec) or Backtest.register(spec)
-        backtest.record_result(outcome)
-        return backtest.id, self._save(backtest)
+    def record_outcome(self, spec: RunSpec, outcome: BacktestOutcome, *, new: bool = False) -> tuple[UUID, int]:
+        """Append a result for `spec`, registering the key first if it is new.
 
-    @_retry_on_conflict
-    def record_failure(self, spec: RunSpec, error: str) -> tuple[UUID, int]:
-        backtest = self.find(spec) or Backtest.register(spec)
-        backtest.record_failure(error=error[:4000])
-        return backtest.id, self._save(backtest)
+        `new`: the caller found no events for the key (a batch's plan), so the first attempt skips
+        looking it up; if another writer registered it meanwhile, that save conflicts and the retry looks.
+        """
+        return self._append_run(spec, lambda backtest: backtest.record_result(outcome), new)
+
+    def record_failure(self, spec: RunSpec, error: str, *, new: bool = False) -> tuple[UUID, int]:
+        """Append a failed run for `spec` (the error, cut to 4,000 characters); `new` as for `record_outcome`."""
+        return self._append_run(spec, lambda backtest: backtest.record_failure(error=error[:4000]), new)
+
+    def _append_run(self, spec: RunSpec, record: Callable[[Backtest], None], new: bool) -> tuple[UUID, int]:
+        attempts = 0
+
+        @_retry_on_conflict
+        def attempt() -> tuple[UUID, int]:
+            nonlocal attempts
+            attempts += 1
+            backtest = (None if new and attempts == 1 else self.find(spec)) or Backtest.register(spec)
+            record(backtest)
+            return backtest.id, self._save(backtest)
+
+        return attempt()
 
     def _change(self, backtest: UUID, change: Callable[[Backtest], T]) -> tuple[T, int]:
         @_retry_on_conflict

@@ -262,7 +262,7 @@ class _Batch:
         self._insert(s.BACKTEST_KEYS, keys)
 
         changed = [b for b in backtests if b.versions]
-        closes = [b for b in changed if b.closes_open_version]
+        closes = [b for b in changed if b.closes_open_version and not b.is_new]  # a new one has no version row
         if closes:
             frame = pa.table(
                 {

@@ -32,6 +32,15 @@ def test_record_writes_to_a_sqlite_file_and_derives_the_id_from_the_key(ledger: 
     assert ledger.get(identity).status == "recorded"
 
 
+def test_a_key_planned_as_new_but_registered_meanwhile_gets_the_result_appended(ledger: Ledger) -> None:
+    identity, _ = Ledger(env=ledger.env).record_outcome(spec(), outcome(return_pct=1.0))  # the other writer
+    again, _ = ledger.record_outcome(spec(), outcome(return_pct=2.0), new=True)  # conflicts, then looks it up
+    assert again == identity
+    history = ledger.history(identity)
+    assert [h.event_type for h in history] == ["Registered", "ResultRecorded", "ResultRecorded"]
+    assert ledger.get(identity).outcome.metrics["return_pct"] == 2.0
+
+
 def test_recorded_ids_names_the_ids_with_events_among_many(ledger: Ledger) -> None:
     recorded, _ = ledger.record_outcome(spec(), outcome())
     failed, _ = ledger.record_failure(spec(risk=2.0), "boom")
