@@ -98,6 +98,7 @@ class _Batch:
 
     def __init__(self, cur: duckdb.DuckDBPyConnection, schema: str, batch: EventBatch) -> None:
         self.cur, self.schema, self.events, self.payloads = cur, schema, batch.events, batch.payloads
+        self.parsed_trades = batch.trades
         registered_here = {e.backtest_id for e in self.events if e.event_type == "Registered"}
         self.backtests: dict[str, _Backtest] = self._load({e.backtest_id for e in self.events} - registered_here)
         self.ledger_rows: list[dict[str, Any]] = []
@@ -209,14 +210,14 @@ class _Batch:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def _over(self, name: str, frame: pa.Table, sql: str) -> None:
+    def _over(self, name: str, frame: pa.Table, sql: str, params: list[Any] | None = None) -> None:
         """Run `sql`, which reads `frame` under `name`.
 
         On failure the name stays registered: DuckDB refuses every statement in a failed transaction,
         unregister included (that error would hide the real one), and the next `register` replaces it.
         """
         self.cur.register(name, frame)
-        self.cur.execute(sql)
+        self.cur.execute(sql, params)
         self.cur.unregister(name)
 
     def _insert(self, table: s.Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -228,9 +229,26 @@ class _Batch:
             )
 
     def _insert_trades(self, table: s.Table, results: list[_Backtest]) -> None:
-        frame = _trades_json(results)
+        events = [b.new_result for b in results if b.new_result is not None]
+        if not events:
+            return
+        if self.parsed_trades is not None:  # parsed ahead: the rows of this batch's last results
+            every_result = len(events) == sum(e.event_type == "ResultRecorded" for e in self.events)
+            self._over(
+                "_parsed_trades",
+                self.parsed_trades,
+                f"INSERT INTO {self.schema}.{table.name} BY NAME SELECT * EXCLUDE (position) FROM _parsed_trades "
+                + ("" if every_result else "WHERE position IN (SELECT unnest(?))"),
+                None if every_result else [[event.position for event in events]],
+            )
+            return
+        frame = _trades_json(events)
         if frame.num_rows:
-            self._over("_batch_trades", frame, _trades_sql(self.schema, table))
+            self._over(
+                "_batch_trades",
+                frame,
+                f"INSERT INTO {self.schema}.{table.name} BY NAME SELECT * EXCLUDE (position) FROM ({_TRADES_SELECT})",
+            )
 
     def _delete(self, table: s.Table, column: str, ids: list[str]) -> None:
         if ids:
@@ -321,40 +339,58 @@ def _text_array(texts: Sequence[bytes | msgspec.Raw]) -> pa.Array:
     return array
 
 
-def _trades_json(results: list[_Backtest]) -> pa.Table:
-    """(backtest_id, trades as JSON text) of every result with trades."""
-    ids, texts = [], []
-    for backtest in results:
-        assert backtest.new_result is not None
-        text = backtest.new_result.trades_json()
+def _trades_json(results: Sequence[LedgerEvent]) -> pa.Table:
+    """(position, backtest_id, trades as JSON text) of every result event with trades."""
+    positions, ids, texts = [], [], []
+    for event in results:
+        text = event.trades_json()
         if text is not None:
-            ids.append(backtest.key["id"])
+            positions.append(event.position)
+            ids.append(event.backtest_id)
             texts.append(text)
-    frame = pa.table({"backtest_id": pa.array(ids, pa.string()), "trades": _text_array(texts)})
+    frame = pa.table(
+        {
+            "position": pa.array(positions, pa.int64()),
+            "backtest_id": pa.array(ids, pa.string()),
+            "trades": _text_array(texts),
+        }
+    )
     # DuckDB scans an Arrow table's record batches in parallel: one task per ~1 MB of JSON to parse
     # (one batch kept it on one core, at half the speed when a second one is free).
     return pa.Table.from_batches(frame.to_batches(max_chunksize=32), frame.schema)
 
 
-@cache
-def _trades_sql(schema: str, table: s.Table) -> str:
-    """Trade rows from `_batch_trades` (see `_trades_json`), parsed and unnested by DuckDB.
+def _trades_select() -> str:
+    """Trade rows (with their event's position) from `_batch_trades` (see `_trades_json`), parsed
+    and unnested by DuckDB.
 
     Decoding 200 trades × 18 columns into Python objects and converting them to Arrow cost more than
     all of DuckDB's insert; DuckDB's JSON reader does it in C++. `json_transform_strict` fails on a
     missing column or a value of the wrong type (a tag may be any JSON scalar: the column is text), so
     a malformed result is parked rather than stored with NULLs.
     """
-    structure = to_json({name: f"{type_}[]" for name, type_ in table.columns if name in TRADE_COLUMNS})
+    structure = to_json({name: f"{type_}[]" for name, type_ in s.TRADES.columns if name in TRADE_COLUMNS})
     first = TRADE_COLUMNS[0]
     same_length = " AND ".join(f"len(t.{name}) = len(t.{first})" for name in TRADE_COLUMNS[1:])
     unnested = ", ".join(f"unnest(t.{name}) AS {name}" for name in TRADE_COLUMNS)
     return (
-        f"INSERT INTO {schema}.{table.name} BY NAME "
-        f"SELECT backtest_id, unnest(range(1, len(t.{first}) + 1)) AS trade_no, {unnested} "
-        f"FROM (SELECT backtest_id, json_transform_strict(trades, '{structure}') AS t FROM _batch_trades) "
+        f"SELECT position, backtest_id, unnest(range(1, len(t.{first}) + 1)) AS trade_no, {unnested} "
+        f"FROM (SELECT position, backtest_id, json_transform_strict(trades, '{structure}') AS t FROM _batch_trades) "
         f"WHERE CASE WHEN {same_length} THEN true ELSE error('trade columns of unequal length') END"
     )
+
+
+_TRADES_SELECT = _trades_select()
+
+
+def parse_trades(con: duckdb.DuckDBPyConnection, events: Sequence[LedgerEvent]) -> pa.Table:
+    """The trade rows of every result among `events`, parsed on `con` (a connection of its own)."""
+    frame = _trades_json([event for event in events if event.event_type == "ResultRecorded"])
+    con.register("_batch_trades", frame)
+    try:
+        return con.sql(_TRADES_SELECT).to_arrow_table()
+    finally:
+        con.unregister("_batch_trades")
 
 
 def _trade_performance_rows(results: list[_Backtest]) -> list[dict[str, Any]]:
@@ -406,10 +442,14 @@ class EventBatch:
     #: parsing them again: the decoder produced them with msgspec, from parts msgspec had parsed, so
     #: they are valid JSON by construction.
     payloads: pa.Array
+    #: Every result's trade rows, parsed ahead (`parse_trades`), or None: parsed as they are inserted.
+    trades: pa.Table | None = None
 
     @classmethod
-    def of(cls, events: Sequence[LedgerEvent]) -> EventBatch:
-        return cls(events, pa.ExtensionArray.from_storage(_JSON, _text_array([e.payload for e in events])))
+    def of(cls, events: Sequence[LedgerEvent], trade_parser: duckdb.DuckDBPyConnection | None = None) -> EventBatch:
+        """The batch of `events`; with `trade_parser`, a connection of the caller's thread, trades parsed too."""
+        payloads = pa.ExtensionArray.from_storage(_JSON, _text_array([e.payload for e in events]))
+        return cls(events, payloads, None if trade_parser is None else parse_trades(trade_parser, events))
 
 
 def project_batch(cur: duckdb.DuckDBPyConnection, schema: str, batch: EventBatch) -> None:
