@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from datetime import date
 from types import MappingProxyType
@@ -99,3 +100,11 @@ def test_a_worker_that_dies_gives_back_the_job_it_had_not_started(pool: WorkerPo
     assert results.pop(jobs[0]) == (None, "worker process died (exit code 3)")
     assert all(error is None and outcome is not None for outcome, error in results.values()), results
     assert set(results) == set(jobs[1:])
+
+
+def test_the_parent_keeps_collecting_what_it_froze_for_its_forked_workers() -> None:
+    frozen = gc.get_freeze_count()
+    with WorkerPool(2) as workers:
+        assert gc.get_freeze_count() == frozen  # frozen only for the fork: the parent unfroze its copy
+        [(_, outcome, error)] = list(workers.run([(spec(), None)]))
+        assert error is None and outcome is not None
