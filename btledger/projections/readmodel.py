@@ -37,13 +37,16 @@ log = logging.getLogger(__name__)
 
 #: The tracking row's name (the upstream application's name).
 PROJECTION = "Ledger"
-DEFAULT_BATCH_SIZE = 500
-#: Stops a batch early once its stored payloads reach this size (bounds memory on trade-heavy results).
-DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
+#: Events per batch: each batch costs a dozen statements whatever its size, so bigger batches pay less
+#: (a 10k-result rebuild: 11 s in batches of 500, 9.5 s in batches of 4,000).
+DEFAULT_BATCH_SIZE = 4000
+#: Stops a batch early once its stored payloads reach this size (bounds memory on trade-heavy results;
+#: a rebuild holds two batches, the one it writes and the one it reads ahead).
+DEFAULT_BATCH_BYTES = 128 * 1024 * 1024
 #: A rebuild commits once its transaction holds this much stored payload (bounds what DuckDB keeps for it).
 DEFAULT_REBUILD_BYTES = 512 * 1024 * 1024
-#: Trade-heavy batches write ~20 MB each: checkpointing after every one (the 16 MB default) doubled the
-#: cost of a commit. Committed batches are safe in the WAL meanwhile.
+#: Trade-heavy batches write tens of MB each: checkpointing at the 16 MB default after every one doubled
+#: the cost of a commit. Committed batches are safe in the WAL meanwhile.
 CHECKPOINT_THRESHOLD = "256MB"
 
 
