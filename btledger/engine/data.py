@@ -166,6 +166,13 @@ def _normalised(raw: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     return resample(bars, timeframe)
 
 
+def preload(settings: Settings) -> None:
+    """Read ahead what any job on `settings`' data source needs, so processes forked afterwards have it:
+    for the sample source, backtesting.py's datasets (its test module parses its CSVs on import, 50 ms)."""
+    if settings.data_source == "sample":
+        importlib.import_module("backtesting.test")
+
+
 @cache
 def _sample(ticker: str) -> tuple[pd.DataFrame, str]:
     if ticker not in SAMPLE_TICKERS:

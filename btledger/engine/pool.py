@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from btledger.config import Settings, load_instruments, load_settings
+from btledger.engine.data import preload
 from btledger.engine.registry import registry
 from btledger.engine.result import BacktestOutcome, RunSpec
 from btledger.engine.runner import run_backtest
@@ -76,13 +77,14 @@ def _serve(connection: Connection, settings: Settings, parent_end: Connection | 
             return
 
 
-def _preload() -> None:
-    """Read the instruments and import the strategies once, in the parent, for every forked worker
-    to inherit (each worker's first job spent ≈ 90 ms on them, every batch). A config that fails
-    to load here fails again in the worker, as the error of the job that needs it."""
+def _preload(settings: Settings) -> None:
+    """Read the instruments, import the strategies and the sample datasets once, in the parent, for
+    every forked worker to inherit (each worker's first job spent ≈ 150 ms on them, every batch). What
+    fails to load here fails again in the worker, as the error of the job that needs it."""
     with contextlib.suppress(Exception):
         load_instruments()
         registry()
+        preload(settings)
 
 
 @dataclass
@@ -112,7 +114,7 @@ class WorkerPool:
         self.size = workers or self._settings.workers or os.cpu_count() or 1
         self._context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         if self._context.get_start_method() == "fork":
-            _preload()
+            _preload(self._settings)
         self._workers = [self._start() for _ in range(self.size)]
 
     def _start(self) -> _Worker:

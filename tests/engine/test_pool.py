@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 from datetime import date
 from types import MappingProxyType
 
@@ -108,3 +110,15 @@ def test_the_parent_keeps_collecting_what_it_froze_for_its_forked_workers() -> N
         assert gc.get_freeze_count() == frozen  # frozen only for the fork: the parent unfroze its copy
         [(_, outcome, error)] = list(workers.run([(spec(), None)]))
         assert error is None and outcome is not None
+
+
+def test_workers_are_forked_with_the_instruments_strategies_and_sample_data_already_loaded() -> None:
+    script = (
+        "import sys\n"
+        "from btledger.engine.pool import WorkerPool\n"
+        "fresh = 'backtesting.test' not in sys.modules and 'btledger.strategies.sma_cross' not in sys.modules\n"
+        "with WorkerPool(1):\n"
+        "    print(fresh, 'backtesting.test' in sys.modules, 'btledger.strategies.sma_cross' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "True", "True"]
