@@ -107,9 +107,10 @@ def run_batch(
     index_of: dict[RunSpec, int] = {}
     jobs: list[tuple[RunSpec, Path | None]] = []
 
-    recorded = ledger.recorded_ids({backtest_id(spec) for spec in specs})
+    id_of = {spec: backtest_id(spec) for spec in specs}
+    recorded = ledger.recorded_ids(set(id_of.values()))
     for index, spec in enumerate(specs):
-        identity = backtest_id(spec)
+        identity = id_of[spec]
         existing = ledger.find(spec) if identity in recorded else None
         if existing is not None and existing.status in ("recorded", "deleted") and not command.rerun:
             reason = (
@@ -136,11 +137,11 @@ def run_batch(
         on_progress(Progress(index, total, spec, identity, "queued"))
 
     def started(spec: RunSpec) -> None:
-        on_progress(Progress(index_of[spec], total, spec, backtest_id(spec), "running"))
+        on_progress(Progress(index_of[spec], total, spec, id_of[spec], "running"))
 
     for spec, outcome, error in pool.run(jobs, on_start=started):
         index = index_of[spec]
-        new = backtest_id(spec) not in recorded
+        new = id_of[spec] not in recorded
         if outcome is not None:
             identity, position = ledger.record_outcome(spec, outcome, new=new)
             done = Progress(
