@@ -237,13 +237,12 @@ class _Batch:
         if not events:
             return
         if self.parsed_trades is not None:  # parsed ahead: the rows of this batch's last results
-            every_result = len(events) == sum(e.event_type == "ResultRecorded" for e in self.events)
             self._over(
                 "_parsed_trades",
                 self.parsed_trades,
                 f"INSERT INTO {self.schema}.{table.name} BY NAME SELECT * EXCLUDE (position) FROM _parsed_trades "
-                + ("" if every_result else "WHERE position IN (SELECT unnest(?))"),
-                None if every_result else [[event.position for event in events]],
+                "WHERE position IN (SELECT unnest(?))",
+                [[event.position for event in events]],
             )
             return
         frame = _trades_json(events)
