@@ -311,17 +311,18 @@ class ReadModel:
         self,
         ledger: Ledger,
         *,
+        last: int | None = None,
         stop: threading.Event | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> int:
-        """Apply every event past the stored position, batch by batch; returns the new position.
+        """Apply every event past the stored position (up to `last`), batch by batch; returns the new position.
 
-        A read model built by other table definitions is rebuilt first.
+        A read model built by other table definitions is rebuilt first (entirely).
         """
         if self._stale:
             return self.rebuild(ledger)
         with self._write_lock:
-            return self._project(self._writer, self._schema, ledger, stop=stop, on_batch=on_batch, live=True)
+            return self._project(self._writer, self._schema, ledger, last=last, stop=stop, on_batch=on_batch, live=True)
 
     def rebuild(self, ledger: Ledger) -> int:
         """Rebuild every table from event 1 into a fresh schema, then switch readers to it at once.

@@ -76,6 +76,39 @@ def test_the_tail_of_a_batch_is_projected_when_its_last_job_starts_and_the_rest_
     assert _live_ids(path) == {str(backtest_id(first)), str(backtest_id(last))}
 
 
+def test_the_tail_catch_up_stops_at_the_results_recorded_when_it_was_started(
+    btledger_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results recorded while the tail's catch-up waits to run (the next batch's) are left to the next one."""
+    ledger = Ledger(env=store_env(btledger_home))
+    gate = threading.Event()
+    reached: list[int] = []
+    original_open, original_catch_up = ReadModel.open.__func__, ReadModel.catch_up  # type: ignore[attr-defined]
+
+    def gated_open(cls: type[ReadModel], *args: object, **options: object) -> ReadModel:
+        assert gate.wait(30)
+        return original_open(cls, *args, **options)
+
+    def noting(self: ReadModel, ledger: Ledger, **options: object) -> int:
+        reached.append(original_catch_up(self, ledger, **options))
+        return reached[-1]
+
+    monkeypatch.setattr(ReadModel, "open", classmethod(gated_open))
+    monkeypatch.setattr(ReadModel, "catch_up", noting)
+    first, later = spec(risk=1.0), spec(risk=2.0)
+    with BatchProjection(ledger, btledger_home / "readmodel.duckdb") as projection:
+        projection.observe(Progress(0, 1, first, backtest_id(first), "queued"))
+        projection.observe(Progress(0, 1, first, backtest_id(first), "running"))  # the tail: up to position 0
+        ledger.record_outcome(first, synthetic_outcome(n_trades=3))
+        ledger.record_outcome(later, synthetic_outcome(n_trades=3))
+        gate.set()
+        deadline = time.monotonic() + 30
+        while not reached and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reached == [0]
+    assert reached == [0, 4]
+
+
 def test_a_real_batch_leaves_every_result_in_the_read_model(btledger_home: Path) -> None:
     ledger = Ledger(env=store_env(btledger_home))
     with WorkerPool(1) as pool, BatchProjection(ledger, btledger_home / "readmodel.duckdb") as projection:

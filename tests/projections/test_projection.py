@@ -237,6 +237,16 @@ def test_lag_counts_events_not_yet_projected(ledger: Ledger, readmodel: ReadMode
     assert readmodel.lag(ledger) == 0
 
 
+def test_a_catch_up_up_to_a_position_applies_no_event_past_it(ledger: Ledger, readmodel: ReadModel) -> None:
+    first, _ = ledger.record_outcome(spec(risk=1.0), outcome())
+    second, _ = ledger.record_outcome(spec(risk=2.0), outcome())
+    assert readmodel.catch_up(ledger, last=2) == 2
+    assert q.backtest_by_id(readmodel.cursor(), str(first)) is not None
+    assert q.backtest_by_id(readmodel.cursor(), str(second)) is None and readmodel.lag(ledger) == 2
+    assert readmodel.catch_up(ledger) == 4
+    assert q.backtest_by_id(readmodel.cursor(), str(second)) is not None
+
+
 def test_another_process_gets_a_clear_message_naming_the_owner(tmp_path: Path) -> None:
     path = tmp_path / "owned.duckdb"
     owner = subprocess.Popen(
