@@ -9,7 +9,7 @@ The 40 combinations: SmaCross, DonchianBreakout, RsiMeanReversion and RandomTrad
 on EURUSD H1 (5000 bars) and on GOOG D1 (2148 bars), i.e. 20 + 20 runs.
 
 The baseline loop runs as a fresh process (`bare_loop.py`), like a user's script. Bare loop, 1 and 2
-workers run back to back in 5 rounds; each ratio is the median of the rounds' own ratios.
+workers run back to back in 7 rounds; each ratio is the median of the rounds' own ratios.
 
 For reference, each round also starts two bare loops at once, one per core: twice the work in the
 slower loop's time is the speedup this machine gives two simultaneous backtests with no btledger at
@@ -45,7 +45,7 @@ from btledger.synthetic import synthetic_outcome
 
 OVERHEAD_TARGET = 1.10
 SPEEDUP_TARGET = 1.8
-ROUNDS = 5
+ROUNDS = 7
 HERE = Path(__file__).resolve().parent
 
 
