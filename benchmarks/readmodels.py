@@ -2,8 +2,10 @@
 
 1. Rebuild: a ledger of 10,000 results with 200 trades each (2 M trade rows) is projected from event 1
    into a fresh DuckDB file. Baseline: a bare DuckDB bulk insert of the same rows (every table the
-   rebuild fills, each from one DataFrame, one transaction) — what DuckDB alone needs to store them.
-   Target: the rebuild reaches at least half the bare insert's rate.
+   rebuild fills, each from one DataFrame, one transaction) — what DuckDB alone needs to store them,
+   timed until they are in the file (COMMIT and CHECKPOINT), as the rebuild's are when it returns.
+   Target: the rebuild reaches at least half the bare insert's rate. For reference,
+   `*_vs_bare_commit_only` stops the baseline's clock at its COMMIT, with its rows still in the WAL.
 2. Queries: a ledger of 100,000 small results (2 trades each, so building it stays under a minute)
    is projected; the robust ranking and a filtered search run on DuckDB and, on the same rows copied
    into SQLite without indexes (as the seed's schema; an indexed copy is reported for reference), the
@@ -131,8 +133,13 @@ def build_ledger(home: Path, results: int, trades: int, seed: int = 0) -> Ledger
 # --- rebuild vs bare insert ----------------------------------------------------------------------
 
 
-def _bare_insert_seconds(source: ReadModel, directory: Path) -> float:
-    """Time to insert every table's rows, each from one DataFrame, into a fresh DuckDB file."""
+def _bare_insert_seconds(source: ReadModel, directory: Path) -> tuple[float, float]:
+    """Seconds to insert every table's rows, each from one DataFrame, into a fresh DuckDB file: until
+    the rows are in the file (COMMIT, then CHECKPOINT), and until the COMMIT only.
+
+    The COMMIT alone leaves them in the WAL (375 MB for 10k results), to be checkpointed when the file
+    is closed; a rebuild ends with its rows in the file, having checkpointed them as it commits.
+    """
     frames = {t.name: source.cursor().execute(f"SELECT * FROM {t.name}").df() for t in TABLES}
     target = duckdb.connect(str(directory / "bare.duckdb"))
     for table in TABLES:
@@ -144,9 +151,11 @@ def _bare_insert_seconds(source: ReadModel, directory: Path) -> float:
         target.execute(f"INSERT INTO {name} SELECT * FROM frame")
         target.unregister("frame")
     target.execute("COMMIT")
-    elapsed = time.perf_counter() - start
+    committed = time.perf_counter() - start
+    target.execute("CHECKPOINT")
+    stored = time.perf_counter() - start
     target.close()
-    return elapsed
+    return stored, committed
 
 
 def measure_rebuild(directory: Path, results: int) -> list[dict[str, Any]]:
@@ -157,24 +166,18 @@ def measure_rebuild(directory: Path, results: int) -> list[dict[str, Any]]:
         readmodel.rebuild(ledger)
         rebuild = time.perf_counter() - start
         trade_rows = readmodel.cursor().execute("SELECT count(*) FROM trades").fetchall()[0][0]
-        bare = _bare_insert_seconds(readmodel, directory)
-    ratio = bare / rebuild
+        bare, bare_in_wal = _bare_insert_seconds(readmodel, directory)
+    name = f"rebuild_{results}x{HEAVY_TRADES}"
     return [
+        _row(f"{name}_events", events / rebuild, "events/s", events / bare, bare / rebuild, REBUILD_TARGET),
+        _row(f"{name}_trade_rows", trade_rows / rebuild, "rows/s", trade_rows / bare, bare / rebuild, REBUILD_TARGET),
+        # For reference: against the bare insert's COMMIT alone, its rows still in the WAL.
         _row(
-            f"rebuild_{results}x{HEAVY_TRADES}_events",
+            f"{name}_events_vs_bare_commit_only",
             events / rebuild,
             "events/s",
-            events / bare,
-            ratio,
-            REBUILD_TARGET,
-        ),
-        _row(
-            f"rebuild_{results}x{HEAVY_TRADES}_trade_rows",
-            trade_rows / rebuild,
-            "rows/s",
-            trade_rows / bare,
-            ratio,
-            REBUILD_TARGET,
+            events / bare_in_wal,
+            bare_in_wal / rebuild,
         ),
     ]
 
