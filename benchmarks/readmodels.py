@@ -12,7 +12,7 @@
    same SQL. Median of repeated runs, the two sides timed in turn, rows fetched and turned into dicts
    on both sides, each file opened afresh as a command opens it. Target: DuckDB at least 5× faster.
    For reference, `filtered_search_*_right_after_catch_up` times the search in the DuckDB instance that
-   has just projected the 100k results: it answered 8-35 % slower than a fresh one (it holds the rows
+   has just projected the 100k results: it answered 2-35 % slower than a fresh one (it holds the rows
    it appended in memory, ~430 MB; a CHECKPOINT did not make it faster, reopening the file did).
 
 Usage: ``uv run python benchmarks/readmodels.py [--quick] [--json]`` (`--quick`: 1,000 heavy and
