@@ -277,22 +277,21 @@ def measure_queries(directory: Path, results: int) -> list[dict[str, Any]]:
         page = queries.filtered_search(cur, **SEARCH)  # type: ignore[arg-type]
         # Baseline: the seed's SQLite schema had no secondary index; the indexed variant is for reference.
         for indexed, copy in copies.items():
-            sqlite = sqlite3.connect(copy)
-            lite_robust = _sqlite_dicts(sqlite.execute(_SQLITE_ROBUST))
-            assert [r["id"] for r in duck_robust] == [r["id"] for r in lite_robust], "robust rankings differ"
-            lite_total, lite_items = _sqlite_search(sqlite)
-            assert (page.total, [r["id"] for r in page.items]) == (lite_total, [r["id"] for r in lite_items]), (
-                "searches differ"
-            )
-            robust = _paired_ms(
-                lambda: queries.robust_ranking(cur),
-                lambda: _sqlite_dicts(sqlite.execute(_SQLITE_ROBUST)),  # noqa: B023
-            )
-            search = _paired_ms(
-                lambda: queries.filtered_search(cur, **SEARCH),  # type: ignore[arg-type]
-                lambda: _sqlite_search(sqlite),  # noqa: B023
-            )
-            sqlite.close()
+            with contextlib.closing(sqlite3.connect(copy)) as sqlite:
+                lite_robust = _sqlite_dicts(sqlite.execute(_SQLITE_ROBUST))
+                assert [r["id"] for r in duck_robust] == [r["id"] for r in lite_robust], "robust rankings differ"
+                lite_total, lite_items = _sqlite_search(sqlite)
+                assert (page.total, [r["id"] for r in page.items]) == (lite_total, [r["id"] for r in lite_items]), (
+                    "searches differ"
+                )
+                robust = _paired_ms(
+                    lambda: queries.robust_ranking(cur),
+                    lambda: _sqlite_dicts(sqlite.execute(_SQLITE_ROBUST)),
+                )
+                search = _paired_ms(
+                    lambda: queries.filtered_search(cur, **SEARCH),  # type: ignore[arg-type]
+                    lambda: _sqlite_search(sqlite),
+                )
             suffix = "_vs_indexed_sqlite" if indexed else ""
             target = None if indexed else QUERY_TARGET
             rows.append(_latency_row(f"robust_ranking_{results}_ms{suffix}", *robust, target))
