@@ -403,6 +403,9 @@ def run_sql(cur: duckdb.DuckDBPyConnection, sql: str, max_rows: int = 10_000) ->
         raise SqlRefused(f"{statement.type.name} statements are not allowed: the read model is read-only here")
     if problem := outside_access(cur, statement.query):
         raise SqlRefused(problem)
+    # A plain name that is no table would otherwise be looked up among this module's Python variables
+    # (DuckDB's replacement scan, which the projector uses to insert its Arrow batches).
+    cur.execute("SET python_enable_replacements = false")
     cur.execute("BEGIN TRANSACTION")
     try:
         cur.execute(statement.query)

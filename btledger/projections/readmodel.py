@@ -28,7 +28,7 @@ from eventsourcing.persistence import Notification
 from btledger import config
 from btledger.projections import schema as s
 from btledger.projections.events import Decoder, event_type_of
-from btledger.projections.projector import EventBatch, arrow_table, project_batch
+from btledger.projections.projector import EventBatch, arrow_table, over_frame, project_batch
 
 if TYPE_CHECKING:
     from btledger.domain.ledger import Ledger
@@ -248,9 +248,9 @@ class ReadModel:
     def _load_timeframes(self, cur: duckdb.DuckDBPyConnection, schema: str) -> None:
         cur.execute(f"DELETE FROM {schema}.timeframes")
         rows = [tf.model_dump(include={"name", "minutes", "selected"}) for tf in self.timeframes.timeframes]
-        cur.register("_timeframes", arrow_table(s.TIMEFRAMES, rows))
-        cur.execute(f"INSERT INTO {schema}.timeframes BY NAME SELECT * FROM _timeframes")
-        cur.unregister("_timeframes")
+        over_frame(
+            cur, arrow_table(s.TIMEFRAMES, rows), f"INSERT INTO {schema}.timeframes BY NAME SELECT * FROM batch_rows"
+        )
 
     @staticmethod
     def _serve(cur: duckdb.DuckDBPyConnection, schema: str) -> None:
@@ -536,12 +536,23 @@ class ReadModel:
 
     @staticmethod
     def _record_position(cur: duckdb.DuckDBPyConnection, schema: str, position: int) -> None:
+        """Store `position` in the open transaction, refusing any that is not past the stored one."""
+        # An UPDATE first: an upsert costs 4-5 ms of a catch-up, an UPDATE 1.5-2. It moves nothing when
+        # there is no row yet (a schema's first batch) or the position is not past the stored one.
         moved = cur.execute(
-            f"INSERT INTO {schema}.projection_positions VALUES (?, ?) ON CONFLICT (projection) DO UPDATE "
-            "SET position = excluded.position WHERE projection_positions.position < excluded.position "
+            f"UPDATE {schema}.projection_positions SET position = ? WHERE projection = ? AND position < ? "
             "RETURNING position",
-            [PROJECTION, position],
+            [position, PROJECTION, position],
         ).fetchall()
+        moved = (
+            moved
+            or cur.execute(
+                f"INSERT INTO {schema}.projection_positions VALUES (?, ?) ON CONFLICT (projection) DO UPDATE "
+                "SET position = excluded.position WHERE projection_positions.position < excluded.position "
+                "RETURNING position",
+                [PROJECTION, position],
+            ).fetchall()
+        )
         if not moved:
             raise PositionConflict(f"position {position} is not past the stored position of {schema}")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from uuid import UUID
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from btledger.domain.backtest import STRATEGY_DELETED
@@ -409,6 +410,13 @@ def test_sql_may_use_row_generators_and_the_catalog(readmodel: ReadModel) -> Non
     assert q.run_sql(readmodel.cursor(), "SELECT count(*) FROM range(5)").rows == [[5]]
     names = {row[0] for row in q.run_sql(readmodel.cursor(), "SELECT table_name FROM duckdb_tables()").rows}
     assert "backtests" in names
+
+
+def test_sql_cannot_read_python_objects_by_name(readmodel: ReadModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DuckDB scans an Arrow table or DataFrame named in a query from the caller's module variables.
+    monkeypatch.setattr(q, "leaked_rows", pa.table({"secret": ["token"]}), raising=False)
+    with pytest.raises(InvalidInput, match="leaked_rows"):
+        q.run_sql(readmodel.cursor(), "SELECT * FROM leaked_rows")
 
 
 def test_sql_errors_are_reported_as_invalid_input(readmodel: ReadModel) -> None:
