@@ -134,10 +134,11 @@ def test_a_position_that_does_not_move_forward_rolls_the_batch_back(ledger: Ledg
     [
         ({"size": [1.0, 2.0]}, 'does not have key "entry_bar"'),
         ({**outcome(n_trades=2).trades, "pnl": [1.0]}, "unequal length"),
+        ({**outcome(n_trades=2).trades, "pnl": None}, "unequal length"),
         ({**outcome(n_trades=2).trades, "pnl": [1.0, "a lot"]}, '"a lot"'),
         ({**outcome(n_trades=2).trades, "exit_time": ["2020-01-02T00:00:00+00:00", "yesterday"]}, "yesterday"),
     ],
-    ids=["missing column", "unequal lengths", "not a number", "not a time"],
+    ids=["missing column", "unequal lengths", "a null column", "not a number", "not a time"],
 )
 def test_an_event_that_cannot_be_applied_is_parked_and_projection_goes_on(
     ledger: Ledger, readmodel: ReadModel, tmp_path: Path, trades: dict[str, list[object]], error: str
