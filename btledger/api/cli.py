@@ -13,13 +13,14 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, NoReturn
 
+import duckdb
 import typer
 from typer.core import TyperGroup
 
 from btledger.api import render
 from btledger.config import ConfigError
 from btledger.domain.errors import Conflict, InvalidInput, LedgerError, NotFound
-from btledger.projections.readmodel import ReadModelError
+from btledger.projections.readmodel import ReadModelError, damage_in
 
 
 class _OneLineErrors(TyperGroup):
@@ -80,6 +81,10 @@ def errors_to_exit_codes() -> Iterator[None]:
         fail(str(exc), 2)
     except OSError as exc:  # e.g. `export --parquet` to a path that cannot be a directory: a line, not a traceback
         fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc), 1)
+    except duckdb.Error as exc:
+        if (damage := damage_in(exc)) is None:
+            raise
+        fail(f"the read model file is damaged ({damage}); `btledger rebuild` builds it again from the ledger", 1)
 
 
 def emit(data: Any, as_json: bool, table: Callable[[Any], None]) -> None:

@@ -48,6 +48,8 @@ DEFAULT_REBUILD_BYTES = 512 * 1024 * 1024
 #: Trade-heavy batches write tens of MB each: checkpointing at the 16 MB default after every one doubled
 #: the cost of a commit. Committed batches are safe in the WAL meanwhile.
 CHECKPOINT_THRESHOLD = "256MB"
+#: A DuckDB file starts with three 4 KiB headers (the file's, then two alternating database headers).
+_FILE_HEADERS = 3 * 4096
 
 
 class ReadModelError(RuntimeError):
@@ -120,6 +122,41 @@ def transaction(cur: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     cur.execute("COMMIT")
 
 
+#: How DuckDB reports a block that is missing from the file or fails its checksum.
+_DAMAGE_MESSAGES = ("Corrupt database file", "Could not read enough bytes")
+
+
+def damage_in(error: BaseException) -> str | None:
+    """DuckDB's first line when `error` says the read model's file is damaged, else None.
+
+    A block that fails its checksum is found only when a query reads it; `rebuild` replaces every table.
+    """
+    if isinstance(error, duckdb.Error) and any(message in str(error) for message in _DAMAGE_MESSAGES):
+        return str(error).splitlines()[0]
+    return None
+
+
+def _missing_blocks(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """How many blocks in use lie past the end of the file (0 when it holds them all).
+
+    DuckDB opens a file cut short past its catalog, and only its first read of a missing block fails:
+    every query, until the file is replaced. A file as long as its header's block count is whole; one
+    shorter may only have lost free blocks (a checkpoint cuts them off the end), so then the blocks
+    the catalog and the tables use decide (35-70 ms on a 100k-result read model, against 0.5).
+    """
+    [(blocks, block_size)] = con.execute("SELECT total_blocks, block_size FROM pragma_database_size()").fetchall()
+    on_disk = (path.stat().st_size - _FILE_HEADERS) // block_size
+    if on_disk >= blocks:
+        return 0
+    tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()")
+    used = [
+        "SELECT max(block_id) AS block FROM pragma_metadata_info()",
+        *(f"SELECT max(block_id) FROM pragma_storage_info('{schema}.{table}')" for schema, table in tables.fetchall()),
+    ]
+    [(last,)] = con.execute(f"SELECT max(block) FROM ({' UNION ALL '.join(used)})").fetchall()
+    return max(0, (last or 0) + 1 - on_disk)
+
+
 class ReadModel:
     """The read-model database file: projection (catch-up, rebuild), read cursors, exports."""
 
@@ -158,13 +195,15 @@ class ReadModel:
     ) -> ReadModel:
         """Open (or create) the read model at `path` (default: `<home>/readmodel.duckdb`).
 
-        Raises `ReadModelLocked` when another process holds the file. A file DuckDB cannot read is
-        moved aside (`*.corrupt-<time>`) and a fresh one is built from the events at the next
-        catch-up; `notice` says so.
+        Raises `ReadModelLocked` when another process holds the file. A file DuckDB cannot read, or
+        one cut short, is moved aside (`*.corrupt-<time>`) and a fresh one is built from the events
+        at the next catch-up; `notice` says so.
         """
         path = Path(path) if path is not None else config.home() / "readmodel.duckdb"
         path.parent.mkdir(parents=True, exist_ok=True)
         notice = None if path.exists() else f"read model {path} not found: building it from the ledger"
+        # Only a file already written, with no WAL to replay, has every block it uses on disk.
+        settled = notice is None and not path.with_name(path.name + ".wal").exists()
         if notice:  # a warning, like a corrupt file below, so the CLI shows it on stderr
             log.warning(notice)
         try:
@@ -176,17 +215,13 @@ class ReadModel:
                 raise ReadModelLocked(path, int(match.group(1)) if match else None) from None
             if not path.exists() or "permission" in message.lower():
                 raise
-            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-            path.rename(aside)
-            wal = path.with_name(path.name + ".wal")
-            if wal.exists():
-                wal.rename(aside.with_name(aside.name + ".wal"))
-            notice = (
-                f"read model {path} could not be opened ({message.splitlines()[0]}); moved it to {aside} "
-                "and rebuilding from the ledger"
-            )
-            log.warning(notice)
+            notice = cls._set_aside(path, f"could not be opened ({message.splitlines()[0]})")
             con = duckdb.connect(str(path))
+        else:
+            if settled and (missing := _missing_blocks(con, path)):
+                con.close()
+                notice = cls._set_aside(path, f"lacks {missing} of the blocks it uses (cut short)")
+                con = duckdb.connect(str(path))
         con.execute("SET GLOBAL TimeZone = 'UTC'")  # every cursor shows times in UTC
         con.execute(f"SET GLOBAL checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         return cls(
@@ -198,6 +233,18 @@ class ReadModel:
             rebuild_bytes=rebuild_bytes,
             notice=notice,
         )
+
+    @staticmethod
+    def _set_aside(path: Path, problem: str) -> str:
+        """Move a damaged file (and its WAL) to `*.corrupt-<time>`; the notice that says so."""
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        path.rename(aside)
+        wal = path.with_name(path.name + ".wal")
+        if wal.exists():
+            wal.rename(aside.with_name(aside.name + ".wal"))
+        notice = f"read model {path} {problem}; moved it to {aside} and rebuilding from the ledger"
+        log.warning(notice)
+        return notice
 
     def close(self) -> None:
         self._con.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import duckdb
 import pytest
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import StoredEvent
@@ -294,6 +296,40 @@ def test_a_missing_file_is_built_from_the_ledger(ledger: Ledger, tmp_path: Path)
     readmodel = ReadModel.open(tmp_path / "new" / "readmodel.duckdb", timeframes=TIMEFRAMES)
     assert readmodel.notice is not None and "not found" in readmodel.notice
     assert readmodel.catch_up(ledger) == ledger.head()
+
+
+def test_a_file_that_lost_only_free_blocks_off_its_end_is_kept(ledger: Ledger, tmp_path: Path) -> None:
+    for ticker in ("GOOG", "EURUSD", "USDJPY"):
+        ledger.record_outcome(spec(ticker=ticker), outcome())
+    path = tmp_path / "readmodel.duckdb"
+    # A rebuild writes a new copy in free blocks, or past the end, then frees the old one: after the
+    # second, the first copy's blocks at the end of the file are free (blocks freed by a session are
+    # reused from the next one on).
+    for step in (ReadModel.catch_up, ReadModel.rebuild, ReadModel.rebuild):
+        with ReadModel.open(path, timeframes=TIMEFRAMES) as readmodel:
+            step(readmodel, ledger)
+    with ReadModel.open(path, timeframes=TIMEFRAMES) as readmodel:
+        expected = table_rows(readmodel)
+    with contextlib.closing(duckdb.connect(str(path), read_only=True)) as con:
+        [(blocks, block_size)] = con.execute("SELECT total_blocks, block_size FROM pragma_database_size()").fetchall()
+        used = [
+            f"SELECT max(block_id) AS b FROM pragma_storage_info('{t}')"
+            for (t,) in con.execute(
+                "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()
+        ]
+        [(last_used,)] = con.execute(
+            f"SELECT max(b) FROM ({' UNION ALL '.join([*used, 'SELECT max(block_id) FROM pragma_metadata_info()'])})"
+        ).fetchall()
+    assert last_used < blocks - 1, "the test needs free blocks at the end of the file"
+    # What a checkpoint may do: cut the free blocks off the end, the header still counting them.
+    with path.open("r+b") as file:
+        file.truncate(3 * 4096 + (last_used + 1) * block_size)
+
+    with ReadModel.open(path, timeframes=TIMEFRAMES) as readmodel:
+        assert readmodel.notice is None
+        assert table_rows(readmodel) == expected
+    assert not list(tmp_path.glob("readmodel.duckdb.corrupt-*"))
 
 
 def test_a_file_built_by_other_table_definitions_is_rebuilt(ledger: Ledger, tmp_path: Path) -> None:

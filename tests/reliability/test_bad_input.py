@@ -12,6 +12,7 @@ to every operation); here only what those do not check: that text filters match 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -485,15 +486,7 @@ DAMAGE = {
     "truncated": truncate_before_the_catalog,
     "empty": lambda path: path.write_bytes(b""),
     "missing": lambda path: path.unlink(),
-    "truncated-past-the-catalog": pytest.param(
-        truncate_past_the_catalog,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="known bug: ReadModel.open only sets aside a file DuckDB refuses to open; a file that opens but "
-            "whose data blocks are missing (or fail their checksum) makes every query raise IOException, "
-            "a traceback, until the file is deleted by hand",
-        ),
-    ),
+    "truncated-past-the-catalog": truncate_past_the_catalog,
 }
 
 
@@ -520,6 +513,28 @@ def test_a_damaged_or_missing_read_model_is_rebuilt_from_the_events_and_says_so(
     with ReadModel.open(path) as readmodel:
         assert readmodel.position() == decided.head()
         assert table_rows(readmodel) == clean_rebuild(decided, tmp_path)
+
+
+def test_a_block_that_fails_its_checksum_is_reported_and_rebuild_repairs_it(home: Path, decided: Ledger) -> None:
+    path = home / "readmodel.duckdb"
+    with contextlib.closing(duckdb.connect(str(path), read_only=True)) as con:
+        [(schema,)] = con.execute("SELECT schema_name FROM main.read_model").fetchall()
+        [(block, offset)] = con.execute(
+            f"SELECT block_id, block_offset FROM pragma_storage_info('{schema}.backtests') WHERE block_id >= 0 LIMIT 1"
+        ).fetchall()
+        [(block_size,)] = con.execute("SELECT block_size FROM pragma_database_size()").fetchall()
+    with path.open("r+b") as file:  # past the block's 8-byte checksum, into its data
+        file.seek(3 * 4096 + block * block_size + 8 + offset + 16)
+        file.write(b"\xff" * 8)
+
+    result = cli_process(home, "search", "--json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "read model file is damaged" in result.stderr and "btledger rebuild" in result.stderr, result.stderr
+
+    assert cli_process(home, "rebuild").returncode == 0
+    result = cli_process(home, "search", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["total"] == RESULTS - 1
 
 
 def test_a_garbage_wal_beside_a_good_read_model_loses_nothing(home: Path, decided: Ledger, tmp_path: Path) -> None:
