@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
 import pytest
 from litestar.testing import TestClient
 
 from btledger.domain.ledger import Ledger
+from btledger.projections import queries
 from tests.api.conftest import BATCH, Seeded, Shared
 
 Client = TestClient[Any]
@@ -153,3 +155,20 @@ def test_reads_of_a_deleted_result_say_so(api: Client, seeded: dict[str, Seeded]
         response = api.get(f"/backtests/{target}{path}")
         assert response.status_code == 404 and "is deleted" in response.json()["detail"]
     assert api.get(f"/backtests/{target}/history").status_code == 200
+
+
+def test_a_damaged_read_model_file_is_a_500_that_says_what_to_do(
+    api: TestClient[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What DuckDB raises on reading a block that fails its checksum (it cannot be made to under a
+    # running server: the blocks it already read stay in its memory).
+    def damaged(*_: Any, **__: Any) -> Any:
+        raise duckdb.IOException("Corrupt database file: computed checksum 1 does not match stored checksum 2")
+
+    monkeypatch.setattr(queries, "filtered_search", damaged)
+    response = api.get("/backtests")
+    assert response.status_code == 500
+    assert "read model file is damaged" in response.json()["detail"] and "btledger rebuild" in response.json()["detail"]
+
+    monkeypatch.setattr(queries, "filtered_search", lambda *_, **__: 1 / 0)
+    assert "internal error (ZeroDivisionError)" in api.get("/backtests").json()["detail"]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from btledger.domain.errors import Conflict, InvalidInput, NotFound
 from btledger.engine.errors import SpecError
+from btledger.projections.readmodel import damage_in
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,10 @@ def _timeout(_: Request[Any, Any, Any], exc: TimeoutError) -> Response[ErrorBody
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     log.exception("unhandled error", exc_info=exc)
+    if (damage := damage_in(exc)) is not None:  # found only when read: every query reading it fails alike
+        return error_response(
+            500, f"the read model file is damaged ({damage}); stop the server and run `btledger rebuild`"
+        )
     return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
 
