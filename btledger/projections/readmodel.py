@@ -136,8 +136,8 @@ def damage_in(error: BaseException) -> str | None:
     return None
 
 
-def _missing_blocks(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    """How many blocks in use lie past the end of the file (0 when it holds them all).
+def _cut_short(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """Why the file lacks blocks it uses, or None when it holds them all.
 
     DuckDB opens a file cut short past its catalog, and only its first read of a missing block fails:
     every query, until the file is replaced. A file as long as its header's block count is whole; one
@@ -147,14 +147,23 @@ def _missing_blocks(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     [(blocks, block_size)] = con.execute("SELECT total_blocks, block_size FROM pragma_database_size()").fetchall()
     on_disk = (path.stat().st_size - _FILE_HEADERS) // block_size
     if on_disk >= blocks:
-        return 0
-    tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()")
-    used = [
-        "SELECT max(block_id) AS block FROM pragma_metadata_info()",
-        *(f"SELECT max(block_id) FROM pragma_storage_info('{schema}.{table}')" for schema, table in tables.fetchall()),
-    ]
-    [(last,)] = con.execute(f"SELECT max(block) FROM ({' UNION ALL '.join(used)})").fetchall()
-    return max(0, (last or 0) + 1 - on_disk)
+        return None
+    try:
+        tables = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        )
+        used = [
+            "SELECT max(block_id) AS block FROM pragma_metadata_info()",
+            *(
+                f"SELECT max(block_id) FROM pragma_storage_info('{schema}.{table}')"
+                for schema, table in tables.fetchall()
+            ),
+        ]
+        [(last,)] = con.execute(f"SELECT max(block) FROM ({' UNION ALL '.join(used)})").fetchall()
+    except duckdb.Error as error:  # the catalog's own blocks are gone
+        return f"is cut short ({str(error).splitlines()[0]})"
+    missing = (last or 0) + 1 - on_disk
+    return f"lacks {missing} of the blocks it uses (cut short)" if missing > 0 else None
 
 
 class ReadModel:
@@ -210,7 +219,7 @@ class ReadModel:
             con = duckdb.connect(str(path))
         except duckdb.Error as error:
             message = str(error)
-            if "lock" in message.lower():
+            if "Could not set lock on file" in message:  # not just "lock": a corrupt header's error says "block"
                 match = re.search(r"PID (\d+)", message)
                 raise ReadModelLocked(path, int(match.group(1)) if match else None) from None
             if not path.exists() or "permission" in message.lower():
@@ -218,9 +227,9 @@ class ReadModel:
             notice = cls._set_aside(path, f"could not be opened ({message.splitlines()[0]})")
             con = duckdb.connect(str(path))
         else:
-            if settled and (missing := _missing_blocks(con, path)):
+            if settled and (problem := _cut_short(con, path)):
                 con.close()
-                notice = cls._set_aside(path, f"lacks {missing} of the blocks it uses (cut short)")
+                notice = cls._set_aside(path, problem)
                 con = duckdb.connect(str(path))
         con.execute("SET GLOBAL TimeZone = 'UTC'")  # every cursor shows times in UTC
         con.execute(f"SET GLOBAL checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
