@@ -122,6 +122,11 @@ def transaction(cur: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     cur.execute("COMMIT")
 
 
+def _wal(path: Path) -> Path:
+    """DuckDB's write-ahead log of the database file at `path`."""
+    return path.with_name(path.name + ".wal")
+
+
 #: How DuckDB reports a block that is missing from the file or fails its checksum.
 _DAMAGE_MESSAGES = ("Corrupt database file", "Could not read enough bytes")
 
@@ -212,7 +217,7 @@ class ReadModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         notice = None if path.exists() else f"read model {path} not found: building it from the ledger"
         # Only a file already written, with no WAL to replay, has every block it uses on disk.
-        settled = notice is None and not path.with_name(path.name + ".wal").exists()
+        settled = notice is None and not _wal(path).exists()
         if notice:  # a warning, like a corrupt file below, so the CLI shows it on stderr
             log.warning(notice)
         try:
@@ -248,9 +253,8 @@ class ReadModel:
         """Move a damaged file (and its WAL) to `*.corrupt-<time>`; the notice that says so."""
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         path.rename(aside)
-        wal = path.with_name(path.name + ".wal")
-        if wal.exists():
-            wal.rename(aside.with_name(aside.name + ".wal"))
+        if _wal(path).exists():
+            _wal(path).rename(_wal(aside))
         notice = f"read model {path} {problem}; moved it to {aside} and rebuilding from the ledger"
         log.warning(notice)
         return notice
