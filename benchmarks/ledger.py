@@ -14,7 +14,9 @@ workers run back to back in 7 rounds; each ratio is the median of the rounds' ow
 For reference, each round also starts two bare loops at once, one per core: twice the work in the
 slower loop's time is the speedup this machine gives two simultaneous backtests with no btledger at
 all, the ceiling for (c). Two processes slow each other down (shared caches, memory bandwidth, the
-host's other tenants), by a different amount from minute to minute.
+host's other tenants), by a different amount from minute to minute. And each round runs 1 and 2
+workers once more with the read model left out (pool, engine and events only): the speedup they
+reach shows what the projection costs (c), on two cores where it has no idle core to use.
 
 Usage: ``uv run python benchmarks/ledger.py [--json]``; `measure()` returns the rows.
 """
@@ -22,12 +24,14 @@ Usage: ``uv run python benchmarks/ledger.py [--json]``; `measure()` returns the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,7 @@ from bare_loop import BATCHES, RISKS, STRATEGIES
 from report import emit
 
 from btledger.bootstrap import projecting
-from btledger.domain.batch import run_batch
+from btledger.domain.batch import Progress, run_batch
 from btledger.domain.commands import RunBatch, parse
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.pool import WorkerPool
@@ -109,13 +113,19 @@ def two_bare_loops_at_once() -> float:
     return max(float(json.loads(output)) for output in outputs)
 
 
-def ledger_run(workers: int) -> float:
-    """Wall seconds of what `btledger run --workers N` does for the 40: pool, engine, events, projection."""
+@contextlib.contextmanager
+def _no_read_model(ledger: Ledger, home: Path) -> Iterator[Callable[[Progress], None]]:
+    yield lambda _: None
+
+
+def ledger_run(workers: int, read_model: bool = True) -> float:
+    """Wall seconds of what `btledger run --workers N` does for the 40: pool, engine, events, projection
+    (`read_model=False` leaves the projection out: what it costs a run, for reference)."""
     with tempfile.TemporaryDirectory() as directory:
         home = Path(directory)
         started = time.perf_counter()
         ledger = Ledger(env=store_env(home))
-        with WorkerPool(workers) as pool, projecting(ledger, home) as project:
+        with WorkerPool(workers) as pool, (projecting if read_model else _no_read_model)(ledger, home) as project:
             for command in _commands():
                 report = run_batch(ledger, command, pool, home, project)
                 assert report.summary["recorded"] == 20, report.summary
@@ -127,12 +137,23 @@ def measure() -> list[dict[str, Any]]:
     bare_loop(), ledger_run(1)  # warm-up: imports, data caches, first fork
     # Paired rounds: the speed of this shared machine drifts by 20 % within minutes, so each ratio is
     # taken between runs made back to back, and the median round reported (times: medians too).
-    rounds = [(bare_loop(), ledger_run(1), ledger_run(2), two_bare_loops_at_once()) for _ in range(ROUNDS)]
+    rounds = [
+        (
+            bare_loop(),
+            ledger_run(1),
+            ledger_run(2),
+            two_bare_loops_at_once(),
+            ledger_run(1, read_model=False),
+            ledger_run(2, read_model=False),
+        )
+        for _ in range(ROUNDS)
+    ]
     bare, one = statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
-    overhead = statistics.median(o / b for b, o, _, _ in rounds)
-    speedup = statistics.median(o / t for _, o, t, _ in rounds)
+    overhead = statistics.median(r[1] / r[0] for r in rounds)
+    speedup = statistics.median(r[1] / r[2] for r in rounds)
     # Two loops' work in the slower one's time: the speedup 2 workers could reach with no overhead at all.
-    ceiling = statistics.median(2 * b / pair for b, _, _, pair in rounds)
+    ceiling = statistics.median(2 * r[0] / r[3] for r in rounds)
+    without_read_model = statistics.median(r[4] / r[5] for r in rounds)
     return [
         _row("ledger_append_200_trade_results", rate, "events/s", None, None, None, None),
         _row(
@@ -148,6 +169,15 @@ def measure() -> list[dict[str, Any]]:
             "ledger_run_40_speedup_two_workers", speedup, "x", one, speedup, SPEEDUP_TARGET, speedup >= SPEEDUP_TARGET
         ),
         _row("machine_speedup_two_bare_loops_at_once", ceiling, "x", bare, ceiling, None, None),
+        _row(
+            "ledger_run_40_speedup_two_workers_without_read_model",
+            without_read_model,
+            "x",
+            statistics.median(r[4] for r in rounds),
+            without_read_model,
+            None,
+            None,
+        ),
     ]
 
 

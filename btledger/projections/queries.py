@@ -30,6 +30,7 @@ How the ranking and the search stay fast (a search over 100k results went from 3
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import date, datetime
 from decimal import Decimal
@@ -91,6 +92,17 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=256)
+def parsed(sql: str) -> duckdb.Statement:
+    """`sql` parsed once: DuckDB 2.0's parser took 0.6 ms of a 9.5 ms search (its 36-column select
+    list); executing a parsed statement runs a copy of it, so one serves every cursor and thread.
+
+    Only for this module's own SQL texts (a bounded set); analyst SQL goes through `run_sql`.
+    """
+    [statement] = duckdb.extract_statements(sql)
+    return statement
+
+
 def query(
     cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -100,7 +112,7 @@ def query(
     search; with times already text, Python objects straight from DuckDB cost no more than Arrow's.
     """
     cur.complete()  # finish a result the caller left unread, as DB-API's execute() would
-    cur.execute(sql, params)
+    cur.execute(parsed(sql), params)
     names = [column[0] for column in cur.description or ()]
     json_columns = [column[0] for column in cur.description or () if str(column[1]) == "JSON"]
     rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
@@ -121,7 +133,7 @@ def on_live_tables(
     """
     for attempt in (1, 2):
         cur.complete()
-        [(schema,)] = cur.execute(f"SELECT schema_name FROM {s.META_TABLE}").fetchall()
+        [(schema,)] = cur.execute(parsed(f"SELECT schema_name FROM {s.META_TABLE}")).fetchall()
         try:
             return query(cur, sql.format(s=schema), params)
         except duckdb.CatalogException:

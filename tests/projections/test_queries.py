@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
@@ -276,6 +277,23 @@ def test_search_sorts_by_any_metric_and_pages(readmodel: ReadModel, searchable: 
     assert page.total == 4
     assert _ids(page.items) == sorted([searchable["a"], searchable["b"]])  # equal drawdowns: by id
     assert _search(readmodel, offset=10).items == []
+
+
+def test_a_parsed_search_answers_for_its_own_parameters_in_every_thread(
+    readmodel: ReadModel, searchable: dict[str, str]
+) -> None:
+    q.parsed.cache_clear()
+    thresholds = {0.0: "abcd", 7.0: "abd", 15.0: "ab", 25.0: "a", 35.0: ""}
+    expected = {m: sorted(searchable[k] for k in keys) for m, keys in thresholds.items()}
+
+    def search(minimum: float) -> list[object]:
+        return sorted(_ids(_search(readmodel, min_return=minimum).items))
+
+    assert {m: search(m) for m in thresholds} == expected
+    assert q.parsed.cache_info().misses == 2  # the live schema's name and the search: parsed once each
+    with ThreadPoolExecutor(4) as threads:  # one parsed statement shared by concurrent cursors
+        minimums = list(thresholds) * 10
+        assert list(threads.map(search, minimums)) == [expected[m] for m in minimums]
 
 
 @pytest.mark.parametrize(
