@@ -31,16 +31,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bare_loop import BATCHES, RISKS, STRATEGIES
 from report import emit
 
 from btledger.bootstrap import projecting
-from btledger.domain.batch import Progress, run_batch
+from btledger.domain.batch import run_batch
 from btledger.domain.commands import RunBatch, parse
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.pool import WorkerPool
@@ -71,6 +70,17 @@ def _row(
         "target": target,
         "met": met,
     }
+
+
+class _Round(NamedTuple):
+    """Wall seconds of one round's runs, made back to back."""
+
+    bare_loop: float
+    one_worker: float
+    two_workers: float
+    two_bare_loops: float
+    one_worker_without_read_model: float
+    two_workers_without_read_model: float
 
 
 def _commands() -> list[RunBatch]:
@@ -113,11 +123,6 @@ def two_bare_loops_at_once() -> float:
     return max(float(json.loads(output)) for output in outputs)
 
 
-@contextlib.contextmanager
-def _no_read_model(ledger: Ledger, home: Path) -> Iterator[Callable[[Progress], None]]:
-    yield lambda _: None
-
-
 def ledger_run(workers: int, read_model: bool = True) -> float:
     """Wall seconds of what `btledger run --workers N` does for the 40: pool, engine, events, projection
     (`read_model=False` leaves the projection out: what it costs a run, for reference)."""
@@ -125,7 +130,8 @@ def ledger_run(workers: int, read_model: bool = True) -> float:
         home = Path(directory)
         started = time.perf_counter()
         ledger = Ledger(env=store_env(home))
-        with WorkerPool(workers) as pool, (projecting if read_model else _no_read_model)(ledger, home) as project:
+        projection = projecting(ledger, home) if read_model else contextlib.nullcontext(lambda _: None)
+        with WorkerPool(workers) as pool, projection as project:
             for command in _commands():
                 report = run_batch(ledger, command, pool, home, project)
                 assert report.summary["recorded"] == 20, report.summary
@@ -138,7 +144,7 @@ def measure() -> list[dict[str, Any]]:
     # Paired rounds: the speed of this shared machine drifts by 20 % within minutes, so each ratio is
     # taken between runs made back to back, and the median round reported (times: medians too).
     rounds = [
-        (
+        _Round(
             bare_loop(),
             ledger_run(1),
             ledger_run(2),
@@ -148,12 +154,14 @@ def measure() -> list[dict[str, Any]]:
         )
         for _ in range(ROUNDS)
     ]
-    bare, one = statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
-    overhead = statistics.median(r[1] / r[0] for r in rounds)
-    speedup = statistics.median(r[1] / r[2] for r in rounds)
+    bare, one = statistics.median(r.bare_loop for r in rounds), statistics.median(r.one_worker for r in rounds)
+    overhead = statistics.median(r.one_worker / r.bare_loop for r in rounds)
+    speedup = statistics.median(r.one_worker / r.two_workers for r in rounds)
     # Two loops' work in the slower one's time: the speedup 2 workers could reach with no overhead at all.
-    ceiling = statistics.median(2 * r[0] / r[3] for r in rounds)
-    without_read_model = statistics.median(r[4] / r[5] for r in rounds)
+    ceiling = statistics.median(2 * r.bare_loop / r.two_bare_loops for r in rounds)
+    without_read_model = statistics.median(
+        r.one_worker_without_read_model / r.two_workers_without_read_model for r in rounds
+    )
     return [
         _row("ledger_append_200_trade_results", rate, "events/s", None, None, None, None),
         _row(
@@ -173,7 +181,7 @@ def measure() -> list[dict[str, Any]]:
             "ledger_run_40_speedup_two_workers_without_read_model",
             without_read_model,
             "x",
-            statistics.median(r[4] for r in rounds),
+            statistics.median(r.one_worker_without_read_model for r in rounds),
             without_read_model,
             None,
             None,
