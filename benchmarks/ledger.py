@@ -18,6 +18,11 @@ host's other tenants), by a different amount from minute to minute. And each rou
 workers once more with the read model left out (pool, engine and events only): the speedup they
 reach shows what the projection costs (c), on two cores where it has no idle core to use.
 
+Two more rows split the ratios into the backtests and the rest. Each result records its backtest's own
+wall time (`wall_time_s`, taken in the worker); summed over the 40 and read back after the clock stops,
+they give (b)'s part that is the backtests themselves, run in a worker, against the bare loop, and how
+much slower each backtest runs when two run at once (what the machine's ceiling measures for bare loops).
+
 Usage: ``uv run python benchmarks/ledger.py [--json]``; `measure()` returns the rows.
 """
 
@@ -72,15 +77,22 @@ def _row(
     }
 
 
+class _Run(NamedTuple):
+    """One `ledger_run`: its wall seconds, and the sum of its backtests' own wall seconds."""
+
+    wall: float
+    backtests: float
+
+
 class _Round(NamedTuple):
-    """Wall seconds of one round's runs, made back to back."""
+    """One round's runs, made back to back."""
 
     bare_loop: float
-    one_worker: float
-    two_workers: float
+    one_worker: _Run
+    two_workers: _Run
     two_bare_loops: float
-    one_worker_without_read_model: float
-    two_workers_without_read_model: float
+    one_worker_without_read_model: _Run
+    two_workers_without_read_model: _Run
 
 
 def _commands() -> list[RunBatch]:
@@ -123,19 +135,20 @@ def two_bare_loops_at_once() -> float:
     return max(float(json.loads(output)) for output in outputs)
 
 
-def ledger_run(workers: int, read_model: bool = True) -> float:
-    """Wall seconds of what `btledger run --workers N` does for the 40: pool, engine, events, projection
-    (`read_model=False` leaves the projection out: what it costs a run, for reference)."""
+def ledger_run(workers: int, read_model: bool = True) -> _Run:
+    """What `btledger run --workers N` does for the 40 (pool, engine, events, projection), timed; with
+    `read_model=False` the projection is left out (what it costs a run, for reference)."""
     with tempfile.TemporaryDirectory() as directory:
         home = Path(directory)
         started = time.perf_counter()
         ledger = Ledger(env=store_env(home))
         projection = projecting(ledger, home) if read_model else contextlib.nullcontext(lambda _: None)
         with WorkerPool(workers) as pool, projection as project:
-            for command in _commands():
-                report = run_batch(ledger, command, pool, home, project)
-                assert report.summary["recorded"] == 20, report.summary
-        return time.perf_counter() - started
+            reports = [run_batch(ledger, command, pool, home, project) for command in _commands()]
+        wall = time.perf_counter() - started
+        assert all(report.summary["recorded"] == 20 for report in reports), [r.summary for r in reports]
+        outcomes = [ledger.get(result.id).outcome for report in reports for result in report.results]
+        return _Run(wall, sum(outcome.wall_time_s for outcome in outcomes if outcome is not None))
 
 
 def measure() -> list[dict[str, Any]]:
@@ -154,14 +167,16 @@ def measure() -> list[dict[str, Any]]:
         )
         for _ in range(ROUNDS)
     ]
-    bare, one = statistics.median(r.bare_loop for r in rounds), statistics.median(r.one_worker for r in rounds)
-    overhead = statistics.median(r.one_worker / r.bare_loop for r in rounds)
-    speedup = statistics.median(r.one_worker / r.two_workers for r in rounds)
+    bare, one = statistics.median(r.bare_loop for r in rounds), statistics.median(r.one_worker.wall for r in rounds)
+    overhead = statistics.median(r.one_worker.wall / r.bare_loop for r in rounds)
+    speedup = statistics.median(r.one_worker.wall / r.two_workers.wall for r in rounds)
     # Two loops' work in the slower one's time: the speedup 2 workers could reach with no overhead at all.
     ceiling = statistics.median(2 * r.bare_loop / r.two_bare_loops for r in rounds)
     without_read_model = statistics.median(
-        r.one_worker_without_read_model / r.two_workers_without_read_model for r in rounds
+        r.one_worker_without_read_model.wall / r.two_workers_without_read_model.wall for r in rounds
     )
+    backtests_in_worker = statistics.median(r.one_worker.backtests / r.bare_loop for r in rounds)
+    backtests_two_at_once = statistics.median(r.two_workers.backtests / r.one_worker.backtests for r in rounds)
     return [
         _row("ledger_append_200_trade_results", rate, "events/s", None, None, None, None),
         _row(
@@ -181,8 +196,26 @@ def measure() -> list[dict[str, Any]]:
             "ledger_run_40_speedup_two_workers_without_read_model",
             without_read_model,
             "x",
-            statistics.median(r.one_worker_without_read_model for r in rounds),
+            statistics.median(r.one_worker_without_read_model.wall for r in rounds),
             without_read_model,
+            None,
+            None,
+        ),
+        _row(
+            "ledger_run_40_one_worker_backtests_vs_bare_loop",
+            statistics.median(r.one_worker.backtests for r in rounds),
+            "s",
+            bare,
+            backtests_in_worker,
+            None,
+            None,
+        ),
+        _row(
+            "ledger_run_40_two_workers_backtests_vs_one_worker",
+            statistics.median(r.two_workers.backtests for r in rounds),
+            "s",
+            statistics.median(r.one_worker.backtests for r in rounds),
+            backtests_two_at_once,
             None,
             None,
         ),
