@@ -175,6 +175,7 @@ def measure() -> list[dict[str, Any]]:
     without_read_model = statistics.median(
         r.one_worker_without_read_model.wall / r.two_workers_without_read_model.wall for r in rounds
     )
+    one_backtests = statistics.median(r.one_worker.backtests for r in rounds)
     backtests_in_worker = statistics.median(r.one_worker.backtests / r.bare_loop for r in rounds)
     backtests_two_at_once = statistics.median(r.two_workers.backtests / r.one_worker.backtests for r in rounds)
     return [
@@ -203,7 +204,7 @@ def measure() -> list[dict[str, Any]]:
         ),
         _row(
             "ledger_run_40_one_worker_backtests_vs_bare_loop",
-            statistics.median(r.one_worker.backtests for r in rounds),
+            one_backtests,
             "s",
             bare,
             backtests_in_worker,
@@ -214,7 +215,7 @@ def measure() -> list[dict[str, Any]]:
             "ledger_run_40_two_workers_backtests_vs_one_worker",
             statistics.median(r.two_workers.backtests for r in rounds),
             "s",
-            statistics.median(r.one_worker.backtests for r in rounds),
+            one_backtests,
             backtests_two_at_once,
             None,
             None,
