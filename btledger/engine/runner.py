@@ -5,11 +5,13 @@ from the instruments config (or the terminal, with `metatrader5`). The run uses 
 `Backtest`, or `FractionalBacktest` for instruments traded in fractions of a unit, with margin =
 1 / leverage, the category commission, the relative spread, `finalize_trades=True` (trades still open
 at the end are closed on the last bar and counted) and no other option changed. Metrics come from
-`btledger.engine.metrics`.
+`btledger.engine.metrics`; backtesting.py's own statistics are skipped (`lean_stats`) unless a plot
+needs them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -24,6 +26,7 @@ from btledger.config import Settings, load_instruments, load_settings
 from btledger.engine.costs import costs_for
 from btledger.engine.data import load_frame, load_instrument
 from btledger.engine.errors import SpecError
+from btledger.engine.lean_stats import lean_stats
 from btledger.engine.metrics import backtest_metrics, trade_performance, trade_table, trades_json
 from btledger.engine.registry import get_strategy
 from btledger.engine.result import BacktestOutcome, RunSpec
@@ -69,7 +72,9 @@ def run_backtest(spec: RunSpec, *, settings: Settings | None = None, plot_path: 
         backtest = Backtest(frame.ohlcv, strategy.cls, **options)
     if issubclass(strategy.cls, RiskSizedStrategy):
         params |= {"risk": spec.risk, "lots": costs.lots}
-    stats = backtest.run(**params)
+    # Every metric comes from `metrics`: backtesting.py's own statistics are built only for a plot.
+    with lean_stats() if plot_path is None else contextlib.nullcontext():
+        stats = backtest.run(**params)
 
     equity = stats["_equity_curve"]["Equity"]
     trades = trade_table(stats["_trades"], equity)
