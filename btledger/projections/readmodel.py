@@ -306,8 +306,13 @@ class ReadModel:
         self._load_timeframes(cur, schema)
 
     def _load_timeframes(self, cur: duckdb.DuckDBPyConnection, schema: str) -> None:
-        cur.execute(f"DELETE FROM {schema}.timeframes")
+        """Make the `timeframes` table the configuration's; unchanged, it is left alone, so that opening
+        the file to read writes nothing (each command's close then has nothing to checkpoint)."""
         rows = [tf.model_dump(include={"name", "minutes", "selected"}) for tf in self.timeframes.timeframes]
+        stored = cur.execute(f"SELECT name, minutes, selected FROM {schema}.timeframes").fetchall()
+        if sorted(stored) == sorted((row["name"], row["minutes"], row["selected"]) for row in rows):
+            return
+        cur.execute(f"DELETE FROM {schema}.timeframes")
         over_frame(
             cur, arrow_table(s.TIMEFRAMES, rows), f"INSERT INTO {schema}.timeframes BY NAME SELECT * FROM batch_rows"
         )

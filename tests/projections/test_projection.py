@@ -386,3 +386,12 @@ def test_large_payloads_pass_through_unchanged(ledger: Ledger, readmodel: ReadMo
 
     assert recorded["payload"] == large.to_json()
     assert len(q.trades_of(readmodel.cursor(), str(backtest))) == 300
+
+
+def test_opening_an_unchanged_file_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "readmodel.duckdb"
+    ReadModel.open(path, timeframes=TIMEFRAMES).close()
+    wal = path.with_name(path.name + ".wal")
+    with ReadModel.open(path, timeframes=TIMEFRAMES) as readmodel:
+        assert not wal.exists()  # a write (the timeframes rewritten) would have started one
+        assert readmodel.cursor().execute("SELECT count(*) FROM timeframes").fetchone() == (len(TIMEFRAMES.timeframes),)
