@@ -2,7 +2,8 @@
 
 One combination, SmaCross on EURUSD H1 (the whole sample, 5000 bars), no plot, in one process. The
 baseline constructs `Backtest` with the same bars, costs and strategy parameters and calls `run()`;
-ours adds validation, the cached data lookup, the trade table, every metric and the plain-JSON outcome.
+ours adds validation, the cached data lookup, the trade table, every metric and the plain-JSON outcome,
+and leaves out backtesting.py's own statistics, which it does not read (`btledger.engine.lean_stats`).
 Both are warmed up once, then timed alternately in CPU time of this process (on a shared machine,
 wall time mostly measures the neighbours); the median of the per-pair ratios must stay <= 1.10.
 
