@@ -22,6 +22,9 @@ Two more rows split the ratios into the backtests and the rest. Each result reco
 wall time (`wall_time_s`, taken in the worker); summed over the 40 and read back after the clock stops,
 they give (b)'s part that is the backtests themselves, run in a worker, against the bare loop, and how
 much slower each backtest runs when two run at once (what the machine's ceiling measures for bare loops).
+The bare loop's `Backtest.run` builds backtesting.py's own statistics, as a script that reads them must;
+btledger's engine builds its metrics instead and skips those (`btledger.engine.lean_stats`), so its
+backtests take less than the bare loop's.
 
 Usage: ``uv run python benchmarks/ledger.py [--json]``; `measure()` returns the rows.
 """
