@@ -6,7 +6,8 @@
 (c) the same 40 with 2 workers against 1 worker (target speedup >= 1.8 on 2 cores).
 
 The 40 combinations: SmaCross, DonchianBreakout, RsiMeanReversion and RandomTrader × risks 0.5–2.5
-on EURUSD H1 (5000 bars) and on GOOG D1 (2148 bars), i.e. 20 + 20 runs.
+on EURUSD H1 (5000 bars) and on GOOG D1 (2148 bars), i.e. 20 + 20 runs: two batches over each
+ticker's own date range, run as one plan (`btledger run --plan`).
 
 The baseline loop runs as a fresh process (`bare_loop.py`), like a user's script. Bare loop, 1 and 2
 workers run back to back in 7 rounds; each ratio is the median of the rounds' own ratios.
@@ -47,8 +48,8 @@ from bare_loop import BATCHES, RISKS, STRATEGIES
 from report import emit
 
 from btledger.bootstrap import projecting
-from btledger.domain.batch import run_batch
-from btledger.domain.commands import RunBatch, parse
+from btledger.domain.batch import run_batches
+from btledger.domain.commands import RunBatch, parse_plan
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.pool import WorkerPool
 from btledger.engine.result import RunSpec
@@ -99,7 +100,7 @@ class _Round(NamedTuple):
 
 
 def _commands() -> list[RunBatch]:
-    return [parse(RunBatch, {"strategies": STRATEGIES, "risks": RISKS, **batch}) for batch in BATCHES]
+    return parse_plan({"batches": [{"strategies": STRATEGIES, "risks": RISKS, **batch} for batch in BATCHES]})
 
 
 def append_rate(count: int = 300) -> float:
@@ -139,7 +140,8 @@ def two_bare_loops_at_once() -> float:
 
 
 def ledger_run(workers: int, read_model: bool = True) -> _Run:
-    """What `btledger run --workers N` does for the 40 (pool, engine, events, projection), timed; with
+    """What `btledger run --plan FILE --workers N` does for the 40, the plan's two batches (EURUSD and GOOG
+    over their own date ranges) run as one (pool, engine, events, projection), timed; with
     `read_model=False` the projection is left out (what it costs a run, for reference)."""
     with tempfile.TemporaryDirectory() as directory:
         home = Path(directory)
@@ -147,10 +149,10 @@ def ledger_run(workers: int, read_model: bool = True) -> _Run:
         ledger = Ledger(env=store_env(home))
         projection = projecting(ledger, home) if read_model else contextlib.nullcontext(lambda _: None)
         with WorkerPool(workers) as pool, projection as project:
-            reports = [run_batch(ledger, command, pool, home, project) for command in _commands()]
+            report = run_batches(ledger, _commands(), pool, home, project)
         wall = time.perf_counter() - started
-        assert all(report.summary["recorded"] == 20 for report in reports), [r.summary for r in reports]
-        outcomes = [ledger.get(result.id).outcome for report in reports for result in report.results]
+        assert report.summary["recorded"] == 40, report.summary
+        outcomes = [ledger.get(result.id).outcome for result in report.results]
         return _Run(wall, sum(outcome.wall_time_s for outcome in outcomes if outcome is not None))
 
 

@@ -145,14 +145,26 @@ def config_path(name: str) -> Path:
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class YamlError(ValueError):
+    """A file is missing or not valid YAML; the message says which and where."""
+
+
+def read_yaml(path: Path) -> Any:
+    """The content of the YAML file at `path` (None when empty); raises YamlError."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
+    except FileNotFoundError as exc:
+        raise YamlError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise YamlError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from exc
+
+
 def _load(name: str, model: type[BaseModel]) -> Any:
     path = config_path(name)
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from exc
+        raw = read_yaml(path) or {}
+    except YamlError as exc:
+        raise ConfigError(str(exc)) from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     try:

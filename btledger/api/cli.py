@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import duckdb
@@ -108,38 +109,72 @@ Repeated = Annotated[list[str], typer.Option()]
 
 @app.command()
 def run(
-    strategy: Annotated[list[str], typer.Option("--strategy", "-s", help="Strategy name (repeatable).")],
-    ticker: Annotated[list[str], typer.Option("--ticker", "-t", help="Ticker (repeatable).")],
-    timeframe: Annotated[list[str], typer.Option("--timeframe", "-f", help="Timeframe, e.g. H1 (repeatable).")],
-    risk: Annotated[list[str], typer.Option("--risk", "-r", help="Percent of equity risked per trade (repeatable).")],
-    date_from: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")],
-    date_to: Annotated[str, typer.Option("--to", help="Last day (exclusive), YYYY-MM-DD.")],
+    strategy: Annotated[list[str] | None, typer.Option("--strategy", "-s", help="Strategy name (repeatable).")] = None,
+    ticker: Annotated[list[str] | None, typer.Option("--ticker", "-t", help="Ticker (repeatable).")] = None,
+    timeframe: Annotated[
+        list[str] | None, typer.Option("--timeframe", "-f", help="Timeframe, e.g. H1 (repeatable).")
+    ] = None,
+    risk: Annotated[
+        list[str] | None, typer.Option("--risk", "-r", help="Percent of equity risked per trade (repeatable).")
+    ] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD.")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last day (exclusive), YYYY-MM-DD.")] = None,
     cash: Annotated[float | None, typer.Option("--cash", help="Initial cash (default: settings).")] = None,
-    method: Annotated[str, typer.Option(help="Method label, part of the key.")] = "pa",
+    method: Annotated[str | None, typer.Option(help="Method label, part of the key [default: pa].")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", help="Strategy parameter NAME=VALUE.")] = None,
     rerun: Annotated[bool, typer.Option("--rerun", help="Record a new result even where one exists.")] = False,
-    plot: Annotated[str, typer.Option(help="none | temp | persist")] = "none",
+    plot: Annotated[str | None, typer.Option(help="none | temp | persist [default: none]")] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="YAML or JSON file {batches: [...]}, each batch with the fields of POST /backtests; "
+            "its batches run as one, instead of the flags above.",
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run strategies × tickers × timeframes × risks and record every outcome in the ledger."""
     from btledger.api import operations
 
+    flags = {
+        "strategy": strategy,
+        "ticker": ticker,
+        "timeframe": timeframe,
+        "risk": risk,
+        "from": date_from,
+        "to": date_to,
+        "cash": cash,
+        "method": method,
+        "param": param,
+        "rerun": rerun or None,
+        "plot": plot,
+    }
     with errors_to_exit_codes():
-        data = {
-            "strategies": strategy,
-            "tickers": ticker,
-            "timeframes": timeframe,
-            "risks": [_parse_number("risk", r) for r in risk],
-            "date_from": _parse_date("date_from", date_from),
-            "date_to": _parse_date("date_to", date_to),
-            "initial_cash": cash,
-            "method": method,
-            "params": _parse_params(param or []),
-            "rerun": rerun,
-            "plot": plot,
-        }
-        report = operations.run_batch_with_progress(data, workers=workers, quiet=as_json)
+        if plan is not None:
+            if given := [name for name, value in flags.items() if value is not None]:
+                fail(f"--plan: give either a plan or the batch flags, not both (also given: --{given[0]})", 2)
+            report = operations.run_plan_with_progress(plan, workers=workers, quiet=as_json)
+        else:
+            for name in ("strategy", "ticker", "timeframe", "risk", "from", "to"):
+                if not flags[name]:
+                    fail(f"--{name}: missing (a batch needs it, or give a plan file with --plan)", 2)
+            assert strategy and ticker and timeframe and risk and date_from and date_to  # checked just above
+            data = {
+                "strategies": strategy,
+                "tickers": ticker,
+                "timeframes": timeframe,
+                "risks": [_parse_number("risk", r) for r in risk],
+                "date_from": _parse_date("date_from", date_from),
+                "date_to": _parse_date("date_to", date_to),
+                "initial_cash": cash,
+                "method": method or "pa",
+                "params": _parse_params(param or []),
+                "rerun": rerun,
+                "plot": plot or "none",
+            }
+            report = operations.run_batch_with_progress(data, workers=workers, quiet=as_json)
         emit(operations.report_json(report), as_json, operations.print_report)
 
 

@@ -12,20 +12,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from btledger import bootstrap
 from btledger.api import render
-from btledger.config import home
+from btledger.config import YamlError, home, read_yaml
 from btledger.domain.audit import verify as verify_result
-from btledger.domain.batch import BatchReport, remove_plots, run_batch
+from btledger.domain.batch import BatchReport, remove_plots, run_batches
 from btledger.domain.batch import Progress as BatchProgress
-from btledger.domain.commands import RunBatch, parse
+from btledger.domain.commands import RunBatch, parse, parse_plan
 from btledger.domain.errors import InvalidInput, NotFound
 from btledger.domain.robustness import run_robustness_test
 
 
 def run_batch_with_progress(data: dict[str, Any], *, workers: int | None, quiet: bool) -> BatchReport:
     """Validate and run a batch, showing a progress bar on stderr unless `quiet`."""
-    command = parse(RunBatch, data)
+    return _run_with_progress([parse(RunBatch, data)], workers=workers, quiet=quiet)
+
+
+def run_plan_with_progress(path: Path, *, workers: int | None, quiet: bool) -> BatchReport:
+    """Validate and run the plan in the YAML (or JSON) file at `path`: its batches as one (see `run_batches`)."""
+    try:
+        data = read_yaml(path)
+    except YamlError as error:
+        raise InvalidInput("plan", str(error)) from None
+    return _run_with_progress(parse_plan(data), workers=workers, quiet=quiet)
+
+
+def _run_with_progress(commands: list[RunBatch], *, workers: int | None, quiet: bool) -> BatchReport:
     ledger = bootstrap.open_ledger()
-    total = len(command.specs())
+    total = sum(len(command.specs()) for command in commands)
     with (
         bootstrap.open_pool(workers) as pool,
         bootstrap.projecting(ledger) as project,
@@ -48,7 +60,7 @@ def run_batch_with_progress(data: dict[str, Any], *, workers: int | None, quiet:
                 if not quiet:
                     render.print_progress_line(event.to_json())
 
-        return run_batch(ledger, command, pool, home(), on_progress)
+        return run_batches(ledger, commands, pool, home(), on_progress)
 
 
 def report_json(report: BatchReport) -> dict[str, Any]:

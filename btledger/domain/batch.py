@@ -3,12 +3,13 @@
 The ledger decides what runs (a live result is skipped unless `rerun`; a deleted one needs `rerun`;
 a failed one is tried again), the engine's pool computes in worker processes, and each outcome is
 appended as it arrives, one save per combination, so a batch killed half-way keeps what it
-recorded and the same batch run again records each combination exactly once.
+recorded and the same batch run again records each combination exactly once. Several batches (a
+plan) run as one: one numbering, one stream of jobs for the pool.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -16,6 +17,7 @@ from uuid import UUID
 
 from btledger.domain.backtest import backtest_id
 from btledger.domain.commands import RunBatch
+from btledger.domain.errors import InvalidInput
 from btledger.domain.ledger import Ledger
 from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
 
@@ -101,7 +103,34 @@ def run_batch(
     on_progress: Callable[[Progress], None] = lambda _: None,
 ) -> BatchReport:
     """Run `command` and return every combination's final state, calling `on_progress` on each change."""
-    specs = command.specs()
+    return run_batches(ledger, [command], pool, home, on_progress)
+
+
+def run_batches(
+    ledger: Ledger,
+    commands: Sequence[RunBatch],
+    pool: RunsBacktests,
+    home: Path,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+) -> BatchReport:
+    """Run several batches as one (e.g. each ticker over its own date range): their combinations are
+    numbered in order across them and share the pool, so no worker waits for a batch's last job before
+    starting the next batch's first.
+
+    Raises `InvalidInput` (field `batches[i]`) before anything runs when a combination is in two batches.
+    """
+    specs: list[RunSpec] = []
+    batch_of: dict[RunSpec, int] = {}
+    for number, command in enumerate(commands):
+        for spec in command.specs():
+            if spec in batch_of:
+                raise InvalidInput(
+                    f"batches[{number}]",
+                    f"{spec.strategy} {spec.ticker} {spec.timeframe} risk {spec.risk:g} from {spec.date_from} "
+                    f"to {spec.date_to} is also in batches[{batch_of[spec]}]",
+                )
+            specs.append(spec)
+            batch_of[spec] = number
     total = len(specs)
     report = BatchReport(last_position=ledger.head())
     index_of: dict[RunSpec, int] = {}
@@ -111,6 +140,7 @@ def run_batch(
     recorded = ledger.recorded_ids(set(id_of.values()))
     for index, spec in enumerate(specs):
         identity = id_of[spec]
+        command = commands[batch_of[spec]]
         existing = ledger.find(spec) if identity in recorded else None
         if existing is not None and existing.status in ("recorded", "deleted") and not command.rerun:
             reason = (

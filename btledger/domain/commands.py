@@ -133,6 +133,29 @@ class RunBatch(_Command):
         ]
 
 
+#: Most batches one plan may hold.
+MAX_PLAN_BATCHES = 1000
+
+
+def parse_plan(data: Any) -> list[RunBatch]:
+    """A plan, `{"batches": [batch, ...]}` with each batch as `RunBatch` takes it, as its commands; raises
+    InvalidInput naming the batch and its field (`batches[1].date_from`)."""
+    if not isinstance(data, dict) or set(data) != {"batches"}:
+        raise InvalidInput("plan", "expected a mapping with one key, batches (a list of batches)")
+    batches = data["batches"]
+    if not isinstance(batches, list) or not 1 <= len(batches) <= MAX_PLAN_BATCHES:
+        raise InvalidInput("batches", f"expected a list of 1 to {MAX_PLAN_BATCHES} batches")
+    commands = []
+    for number, batch in enumerate(batches):
+        if not isinstance(batch, dict):
+            raise InvalidInput(f"batches[{number}]", f"expected a mapping of batch fields, got {type(batch).__name__}")
+        try:
+            commands.append(parse(RunBatch, batch))
+        except InvalidInput as error:
+            raise InvalidInput(f"batches[{number}].{error.field}", error.problem) from None
+    return commands
+
+
 class _FieldError(ValueError):
     """A model-level check that knows which field is wrong."""
 

@@ -164,3 +164,70 @@ def test_restoring_a_live_result_is_refused(btledger_home: Path) -> None:
     run = cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
     result = cli("restore", run["results"][0]["id"])
     assert result.exit_code == 1 and "not deleted" in result.stderr
+
+
+PLAN_YAML = """\
+batches:
+  - {strategies: [SmaCross], tickers: [EURUSD], timeframes: [H4], risks: [1, 2],
+     date_from: 2017-06-01, date_to: 2017-12-01}
+  - strategies: [DonchianBreakout]
+    tickers: [GOOG]
+    timeframes: [D1]
+    risks: [1]
+    date_from: 2010-01-01
+    date_to: 2013-01-01
+"""
+
+
+def test_run_with_a_plan_file_runs_every_batch_in_one_command(btledger_home: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN_YAML)
+    first = cli_json("run", "--plan", str(plan), "--workers", "2")
+    assert first["summary"] == {"recorded": 3, "skipped": 0, "failed": 0}
+    assert [(r["strategy"], r["ticker"], r["risk"]) for r in first["results"]] == [
+        ("SmaCross", "EURUSD", 1.0),
+        ("SmaCross", "EURUSD", 2.0),
+        ("DonchianBreakout", "GOOG", 1.0),
+    ]
+    again = cli_json("run", "--plan", str(plan), "--workers", "1")
+    assert again["summary"] == {"recorded": 0, "skipped": 3, "failed": 0}
+    found = cli_json("search", "--ticker", "GOOG")
+    assert [item["id"] for item in found["items"]] == [first["results"][2]["id"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "plan_text", "says"),
+    [
+        (["--strategy", "SmaCross"], PLAN_YAML, "--plan: give either a plan or the batch flags, not both"),
+        ([], "batches:\n  - {strategies: [SmaCross]\n", "plan: "),
+        ([], PLAN_YAML.replace("date_to: 2013-01-01", "date_to: 2009-01-01"), "batches[1].date_from: must be before"),
+        ([], PLAN_YAML.replace("GOOG", "NOPE"), "batches[1].tickers: unknown ticker 'NOPE'"),
+        ([], PLAN_YAML + PLAN_YAML.removeprefix("batches:\n"), "batches[2]: SmaCross EURUSD H4 risk 1 from"),
+    ],
+    ids=["plan-and-flags", "not-yaml", "dates", "ticker", "repeated-combination"],
+)
+def test_a_bad_plan_exits_2_with_one_line_and_writes_nothing(
+    btledger_home: Path, tmp_path: Path, args: list[str], plan_text: str, says: str
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(plan_text)
+    result = cli("run", "--plan", str(plan), *args)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr
+    assert event_count(btledger_home) == 0
+
+
+def test_run_without_a_plan_names_the_missing_flag(btledger_home: Path) -> None:
+    result = cli("run", "--strategy", "SmaCross", "--ticker", "EURUSD", "--timeframe", "H1", "--risk", "1")
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        "error: --from: missing (a batch needs it, or give a plan file with --plan)"
+    )
+
+
+def test_the_readme_plan_example_runs(btledger_home: Path, tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("# uv run btledger run --plan study.yaml\n", 1)[1].split("```", 1)[0]
+    plan = tmp_path / "study.yaml"
+    plan.write_text(example)
+    report = cli_json("run", "--plan", str(plan), "--workers", "2")
+    assert report["summary"] == {"recorded": 12, "skipped": 0, "failed": 0}

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from btledger.domain.batch import Progress, run_batch
-from btledger.domain.commands import RunBatch, parse
+from btledger.domain.batch import Progress, run_batch, run_batches
+from btledger.domain.commands import RunBatch, parse, parse_plan
+from btledger.domain.errors import InvalidInput
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.pool import WorkerPool
 
@@ -54,6 +55,73 @@ def test_a_failing_combination_is_recorded_and_the_others_go_on(ledger: Ledger, 
     assert again.summary == {"recorded": 0, "skipped": 4, "failed": 4}
     events = [h.event_type for h in ledger.history(failed[0].id)]
     assert events == ["Registered", "RunFailed", "RunFailed"]
+
+
+#: Each ticker over its own data's range: two batches, one plan.
+PLAN = {
+    "batches": [
+        {**BATCH, "tickers": ["EURUSD"], "timeframes": ["H4"]},
+        {
+            **BATCH,
+            "strategies": ["SmaCross"],
+            "tickers": ["GOOG"],
+            "timeframes": ["D1"],
+            "risks": [1.0, 2.0],
+            "date_from": "2010-01-01",
+            "date_to": "2013-01-01",
+        },
+    ]
+}
+
+
+def test_a_plan_runs_its_batches_as_one(ledger: Ledger, btledger_home: Path) -> None:
+    commands = parse_plan(PLAN)
+    seen: list[Progress] = []
+    with WorkerPool(2) as pool:
+        report = run_batches(ledger, commands, pool, btledger_home, seen.append)
+    assert report.summary == {"recorded": 4, "skipped": 0, "failed": 0}
+    assert [r.index for r in report.results] == [0, 1, 2, 3]
+    assert [(r.spec.ticker, r.spec.date_from.year) for r in report.results] == [("EURUSD", 2017)] * 2 + [
+        ("GOOG", 2010)
+    ] * 2
+    assert {p.total for p in seen} == {4} and Counter(p.status for p in seen)["queued"] == 4
+    # The second batch's jobs were handed out before the first batch's results were all in.
+    order = [(p.status, p.spec.ticker) for p in seen if p.status in ("running", "recorded")]
+    assert order.index(("running", "GOOG")) < max(i for i, o in enumerate(order) if o == ("recorded", "EURUSD"))
+    assert ledger.head() == 8  # Registered + ResultRecorded per combination
+
+    with WorkerPool(1) as pool:
+        again = run_batches(ledger, commands, pool, btledger_home)
+    assert again.summary == {"recorded": 0, "skipped": 4, "failed": 0}
+    assert ledger.head() == 8
+
+
+def test_a_combination_in_two_batches_is_refused_before_anything_runs(ledger: Ledger, btledger_home: Path) -> None:
+    first = {**BATCH, "tickers": ["EURUSD"], "timeframes": ["H4"]}
+    overlapping = {**first, "strategies": ["DonchianBreakout", "RsiMeanReversion"]}
+    with WorkerPool(1) as pool, pytest.raises(InvalidInput) as refused:
+        run_batches(ledger, parse_plan({"batches": [first, overlapping]}), pool, btledger_home)
+    assert refused.value.field == "batches[1]"
+    assert "DonchianBreakout EURUSD H4 risk 1 from 2017-05-01 to 2018-02-01 is also in batches[0]" in str(refused.value)
+    assert ledger.head() == 0
+
+
+@pytest.mark.parametrize(
+    ("plan", "field", "problem"),
+    [
+        ([BATCH], "plan", "expected a mapping with one key, batches"),
+        ({"batches": [BATCH], "workers": 2}, "plan", "expected a mapping with one key, batches"),
+        ({"batches": []}, "batches", "expected a list of 1 to 1000 batches"),
+        ({"batches": [BATCH, "SmaCross"]}, "batches[1]", "expected a mapping of batch fields, got str"),
+        ({"batches": [BATCH, {**BATCH, "date_to": "2017-01-01"}]}, "batches[1].date_from", "must be before date_to"),
+        ({"batches": [{**BATCH, "risks": [0]}]}, "batches[0].risks", "must be in (0, 100]"),
+        ({"batches": [{**BATCH, "tickers": ["NOPE"]}]}, "batches[0].tickers", "unknown ticker 'NOPE'"),
+    ],
+)
+def test_a_bad_plan_names_the_batch_and_the_field(plan: object, field: str, problem: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_plan(plan)
+    assert refused.value.field == field and problem in refused.value.problem
 
 
 def test_deleted_results_are_rerun_only_when_asked(ledger: Ledger, btledger_home: Path) -> None:
