@@ -155,6 +155,10 @@ def read_yaml(path: Path) -> Any:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except FileNotFoundError as exc:
         raise YamlError(f"{path}: file not found") from exc
+    except OSError as exc:  # a directory, no permission
+        raise YamlError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise YamlError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise YamlError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from exc
 

@@ -217,6 +217,15 @@ def test_a_bad_plan_exits_2_with_one_line_and_writes_nothing(
     assert event_count(btledger_home) == 0
 
 
+@pytest.mark.parametrize("make", [lambda path: path.mkdir(), lambda path: path.write_bytes(b"\xff\xfe batches")])
+def test_a_plan_that_is_not_a_text_file_exits_2(btledger_home: Path, tmp_path: Path, make: Any) -> None:
+    plan = tmp_path / "plan.yaml"
+    make(plan)
+    result = cli("run", "--plan", str(plan))
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: plan: {plan}: "), result.output
+    assert event_count(btledger_home) == 0
+
+
 def test_run_without_a_plan_names_the_missing_flag(btledger_home: Path) -> None:
     result = cli("run", "--strategy", "SmaCross", "--ticker", "EURUSD", "--timeframe", "H1", "--risk", "1")
     assert result.exit_code == 2 and result.stderr.strip() == (
