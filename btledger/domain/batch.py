@@ -16,8 +16,7 @@ from typing import Literal, Protocol
 from uuid import UUID
 
 from btledger.domain.backtest import backtest_id
-from btledger.domain.commands import RunBatch
-from btledger.domain.errors import InvalidInput
+from btledger.domain.commands import RunBatch, plan_specs
 from btledger.domain.ledger import Ledger
 from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
 
@@ -119,18 +118,8 @@ def run_batches(
 
     Raises `InvalidInput` (field `batches[i]`) before anything runs when a combination is in two batches.
     """
-    specs: list[RunSpec] = []
-    batch_of: dict[RunSpec, int] = {}
-    for number, command in enumerate(commands):
-        for spec in command.specs():
-            if spec in batch_of:
-                raise InvalidInput(
-                    f"batches[{number}]",
-                    f"{spec.strategy} {spec.ticker} {spec.timeframe} risk {spec.risk:g} from {spec.date_from} "
-                    f"to {spec.date_to} is also in batches[{batch_of[spec]}]",
-                )
-            specs.append(spec)
-            batch_of[spec] = number
+    batch_of = plan_specs(commands)
+    specs = list(batch_of)
     total = len(specs)
     report = BatchReport(last_position=ledger.head())
     index_of: dict[RunSpec, int] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from datetime import date
 from typing import Any, Literal, TypeVar
 
@@ -153,7 +154,24 @@ def parse_plan(data: Any) -> list[RunBatch]:
             commands.append(parse(RunBatch, batch))
         except InvalidInput as error:
             raise InvalidInput(f"batches[{number}].{error.field}", error.problem) from None
+    plan_specs(commands)
     return commands
+
+
+def plan_specs(commands: Sequence[RunBatch]) -> dict[RunSpec, int]:
+    """Every combination of the batches, in order, to its batch's number; raises InvalidInput
+    (`batches[i]`) for a combination in two batches: it would run twice and be recorded twice."""
+    batch_of: dict[RunSpec, int] = {}
+    for number, command in enumerate(commands):
+        for spec in command.specs():
+            if spec in batch_of:
+                raise InvalidInput(
+                    f"batches[{number}]",
+                    f"{spec.strategy} {spec.ticker} {spec.timeframe} risk {spec.risk:g} from {spec.date_from} "
+                    f"to {spec.date_to} is also in batches[{batch_of[spec]}]",
+                )
+            batch_of[spec] = number
+    return batch_of
 
 
 class _FieldError(ValueError):

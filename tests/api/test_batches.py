@@ -103,3 +103,38 @@ def test_plots_are_written_served_and_removed_with_their_result(client: Client, 
     assert client.delete(f"/backtests/{target}").status_code == 200
     assert not (btledger_home / "plots" / f"{target}.html").exists()
     assert client.get(f"/backtests/{target}/plot").status_code == 404
+
+
+GOOG_BATCH = {**BATCH, "tickers": ["GOOG"], "timeframes": ["D1"], "date_from": "2010-01-01", "date_to": "2013-01-01"}
+
+
+def test_a_plan_runs_its_batches_as_one_job(client: Client, ledger: Ledger) -> None:
+    accepted = client.post("/plans", json={"batches": [BATCH, GOOG_BATCH]})
+    assert accepted.status_code == 202, accepted.text
+    job = accepted.json()
+    assert job["total"] == 3
+    stream = events(client, job["job_id"])
+    assert stream[-1].data["summary"] == {"recorded": 3, "skipped": 0, "failed": 0}
+    recorded = [e.data for e in stream if e.event == "progress" and e.data["status"] == "recorded"]
+    assert sorted((r["index"], r["ticker"]) for r in recorded) == [(0, "EURUSD"), (1, "EURUSD"), (2, "GOOG")]
+    assert {r["id"] for r in recorded} == {row["id"] for row in client.get("/backtests").json()["items"]}
+    assert ledger.head() == 6
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([BATCH], "body"),  # Litestar refuses a body that is not an object
+        ({"batches": []}, "batches"),
+        ({"batches": [BATCH, {**GOOG_BATCH, "date_to": "2009-01-01"}]}, "batches[1].date_from"),
+        ({"batches": [BATCH, {**BATCH, "timeframes": ["H4", "D1"]}]}, "batches[1]"),
+    ],
+    ids=["not-a-mapping", "no-batches", "dates", "repeated-combination"],
+)
+def test_a_bad_plan_is_a_400_naming_the_batch_and_nothing_runs(
+    client: Client, ledger: Ledger, body: Any, field: str
+) -> None:
+    refused = client.post("/plans", json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["field"] == field
+    assert ledger.head() == 0

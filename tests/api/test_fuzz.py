@@ -124,7 +124,7 @@ def batch_body(data: st.DataObject) -> Any:
 
 
 def test_openapi_lists_every_operation(shared: Shared) -> None:
-    assert len(operations(shared)) == 20
+    assert len(operations(shared)) == 21
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -155,6 +155,8 @@ def test_bad_input_never_gets_a_5xx_and_appends_nothing(shared: Shared, data: st
     if "requestBody" in operation or method == "POST":
         if path == "/backtests":
             body = batch_body(data)
+        elif path == "/plans":
+            body = data.draw(st.one_of(json_values, st.just({"batches": [dict(BATCH), batch_body(data)]})))
         elif "/tests/" in path:
             options = st.dictionaries(st.sampled_from(TEST_OPTIONS), st.one_of(json_values, texts), max_size=3)
             body = data.draw(st.one_of(json_values, options))

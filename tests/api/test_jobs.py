@@ -18,9 +18,9 @@ COMMAND = parse(RunBatch, BATCH)
 
 
 def steps(count: int, pause: float, started: threading.Event | None = None) -> Callable[..., BatchReport]:
-    """A stand-in for run_batch: `count` progress events, `pause` seconds apart."""
+    """A stand-in for run_batches: `count` progress events, `pause` seconds apart."""
 
-    def run(_: RunBatch, on_progress: Callable[[Progress], None]) -> BatchReport:
+    def run(_: list[RunBatch], on_progress: Callable[[Progress], None]) -> BatchReport:
         for index in range(count):
             on_progress(Progress(index, count, spec(), uuid4(), "queued"))
             if started is not None:
@@ -39,7 +39,7 @@ def test_early_and_late_subscribers_see_the_same_events_in_order() -> None:
     async def scenario() -> None:
         settled: list[int] = []
         jobs = Jobs(steps(5, 0.01), settle=settled.append)
-        job = jobs.submit(COMMAND)
+        job = jobs.submit([COMMAND])
         early = await collect(job.stream())
         late = await collect(job.stream())
         resumed = await collect(job.stream(after=3))
@@ -53,13 +53,13 @@ def test_early_and_late_subscribers_see_the_same_events_in_order() -> None:
 
 
 def test_a_crashing_batch_ends_its_stream_with_an_error() -> None:
-    def crash(_: RunBatch, on_progress: Callable[[Progress], None]) -> BatchReport:
+    def crash(_: list[RunBatch], on_progress: Callable[[Progress], None]) -> BatchReport:
         on_progress(Progress(0, 1, spec(), uuid4(), "queued"))
         raise RuntimeError("disk full")
 
     async def scenario() -> None:
         jobs = Jobs(crash, settle=lambda _: None)
-        job = jobs.submit(COMMAND)
+        job = jobs.submit([COMMAND])
         events = await collect(job.stream())
         jobs.close()
         assert [e.kind for e in events] == ["progress", "error"]
@@ -73,8 +73,8 @@ def test_close_stops_the_running_batch_at_its_next_state_change() -> None:
     async def scenario() -> None:
         started = threading.Event()
         jobs = Jobs(steps(1000, 0.005, started), settle=lambda _: None)
-        job = jobs.submit(COMMAND)
-        queued = jobs.submit(COMMAND)
+        job = jobs.submit([COMMAND])
+        queued = jobs.submit([COMMAND])
         await asyncio.to_thread(started.wait)
         await asyncio.to_thread(jobs.close)
         events = await collect(job.stream())

@@ -100,7 +100,7 @@ def test_a_combination_in_two_batches_is_refused_before_anything_runs(ledger: Le
     first = {**BATCH, "tickers": ["EURUSD"], "timeframes": ["H4"]}
     overlapping = {**first, "strategies": ["DonchianBreakout", "RsiMeanReversion"]}
     with WorkerPool(1) as pool, pytest.raises(InvalidInput) as refused:
-        run_batches(ledger, parse_plan({"batches": [first, overlapping]}), pool, btledger_home)
+        run_batches(ledger, [parse(RunBatch, first), parse(RunBatch, overlapping)], pool, btledger_home)
     assert refused.value.field == "batches[1]"
     assert "DonchianBreakout EURUSD H4 risk 1 from 2017-05-01 to 2018-02-01 is also in batches[0]" in str(refused.value)
     assert ledger.head() == 0
@@ -116,6 +116,7 @@ def test_a_combination_in_two_batches_is_refused_before_anything_runs(ledger: Le
         ({"batches": [BATCH, {**BATCH, "date_to": "2017-01-01"}]}, "batches[1].date_from", "must be before date_to"),
         ({"batches": [{**BATCH, "risks": [0]}]}, "batches[0].risks", "must be in (0, 100]"),
         ({"batches": [{**BATCH, "tickers": ["NOPE"]}]}, "batches[0].tickers", "unknown ticker 'NOPE'"),
+        ({"batches": [BATCH, {**BATCH, "risks": [2.0, 1.0]}]}, "batches[1]", "risk 1 from 2017-05-01 to 2018-02-01 is"),
     ],
 )
 def test_a_bad_plan_names_the_batch_and_the_field(plan: object, field: str, problem: str) -> None:

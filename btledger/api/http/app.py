@@ -33,7 +33,7 @@ from btledger.api.http.query import reject_unknown_query_parameters
 from btledger.api.http.routes import backtests, jobs, rankings, strategies, system
 from btledger.api.http.services import Services, provide_services
 from btledger.config import home as default_home
-from btledger.domain.batch import run_batch
+from btledger.domain.batch import run_batches
 from btledger.domain.errors import LedgerError
 from btledger.projections.projector import Projector
 from btledger.projections.readmodel import ReadModel
@@ -69,7 +69,7 @@ def create_app(
             # Catches up in its thread: the server answers at once, /health shows the lag meanwhile.
             projector = stack.enter_context(Projector(readmodel, ledger))
             batch_jobs = Jobs(
-                run=lambda command, on_progress: run_batch(ledger, command, pool, home, on_progress),
+                run=lambda commands, on_progress: run_batches(ledger, commands, pool, home, on_progress),
                 settle=lambda position: services.settle(position),
             )
             stack.callback(batch_jobs.close)

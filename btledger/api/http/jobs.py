@@ -1,4 +1,5 @@
-"""Batch jobs: a RunBatch submitted over HTTP runs on a background thread, its progress kept for streaming.
+"""Batch jobs: a RunBatch (or a plan of them) submitted over HTTP runs on a background thread, its progress
+kept for streaming.
 
 Batches run one at a time on one thread (the worker pool is the machine's capacity; two batches at
 once would only interleave). The thread only orchestrates: backtests compute in the pool's worker
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 
 JobStatus = Literal["queued", "running", "done", "failed"]
 
-#: Runs a batch, calling back on every state change (the domain's `run_batch` bound to a ledger and pool).
-RunBatchFn = Callable[[RunBatch, Callable[[Progress], None]], BatchReport]
+#: Runs batches as one, calling back on every state change (the domain's `run_batches` bound to a ledger and pool).
+RunBatchesFn = Callable[[list[RunBatch], Callable[[Progress], None]], BatchReport]
 #: Blocks until the read model includes a ledger position (read-your-writes before the final summary).
 SettleFn = Callable[[int], None]
 
@@ -116,17 +117,18 @@ class JobCancelled(Exception):
 class Jobs:
     """Submits batches to one background thread and finds them by id."""
 
-    def __init__(self, run: RunBatchFn, settle: SettleFn) -> None:
+    def __init__(self, run: RunBatchesFn, settle: SettleFn) -> None:
         self._run, self._settle = run, settle
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="btledger-batch")
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._closing = threading.Event()
 
-    def submit(self, command: RunBatch) -> Job:
-        job = Job(id=uuid.uuid4().hex, total=len(command.specs()), loop=asyncio.get_running_loop())
+    def submit(self, commands: list[RunBatch]) -> Job:
+        """Queue one batch, or a plan's batches to run as one."""
+        job = Job(id=uuid.uuid4().hex, total=sum(len(c.specs()) for c in commands), loop=asyncio.get_running_loop())
         self._jobs[job.id] = job
         self._forget_old()
-        self._executor.submit(self._execute, job, command)
+        self._executor.submit(self._execute, job, commands)
         return job
 
     def get(self, job_id: str) -> Job:
@@ -152,7 +154,7 @@ class Jobs:
         for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._jobs[job_id]
 
-    def _execute(self, job: Job, command: RunBatch) -> None:
+    def _execute(self, job: Job, commands: list[RunBatch]) -> None:
         job.status, job.started_at = "running", datetime.now(UTC)
 
         def on_progress(progress: Progress) -> None:
@@ -162,7 +164,7 @@ class Jobs:
                 raise JobCancelled("the server is stopping; the combinations recorded so far are kept")
 
         try:
-            report = self._run(command, on_progress)
+            report = self._run(commands, on_progress)
             self._settle(report.last_position)
         except JobCancelled as exc:
             log.warning("batch job %s stopped: %s", job.id, exc)

@@ -1,21 +1,22 @@
-"""Batches: POST /backtests starts one as a job; /jobs/{id} reports it and /jobs/{id}/events streams it."""
+"""Batches: POST /backtests starts one as a job, POST /plans several as one; /jobs/{id} reports it and
+/jobs/{id}/events streams it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter, JSONBody, PathParameter
+from litestar.params import Body, HeaderParameter, JSONBody, PathParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
 from btledger.api.http.jobs import Job
 from btledger.api.http.schemas import JobAccepted, JobView
 from btledger.api.http.services import Services
-from btledger.domain.commands import RunBatch
+from btledger.domain.commands import MAX_PLAN_BATCHES, RunBatch, parse_plan
 
 JobId = Annotated[str, PathParameter(max_length=64)]
 
@@ -28,7 +29,28 @@ def _links(job_id: str) -> dict[str, str]:
 async def run_batch(services: NamedDependency[Services], data: JSONBody[RunBatch]) -> Response[JobAccepted]:
     """Queue strategies × tickers × timeframes × risks over one date range. The body is validated in full
     (names against the registry and the configs) before anything runs; progress streams at the events link."""
-    job = services.jobs.submit(data)
+    return _accepted(services.jobs.submit([data]))
+
+
+@post("/plans", responses=ERRORS, security=CHANGE_SECURITY, summary="Run a plan of batches as one", status_code=202)
+async def run_plan(
+    services: NamedDependency[Services],
+    data: Annotated[
+        dict[str, Any],
+        Body(
+            title="Plan",
+            description='`{"batches": [batch, ...]}`, each batch a POST /backtests body (1 to '
+            f"{MAX_PLAN_BATCHES}). A combination in two batches, or a bad field, is refused naming the batch "
+            "(`batches[1].date_from`).",
+        ),
+    ],
+) -> Response[JobAccepted]:
+    """Queue several batches (e.g. each ticker over its own date range) as one job: one pool, one
+    numbering, no worker waiting for a batch's last combination. Validated in full before anything runs."""
+    return _accepted(services.jobs.submit(parse_plan(data)))
+
+
+def _accepted(job: Job) -> Response[JobAccepted]:
     accepted = JobAccepted(job_id=job.id, status=job.status, total=job.total, links=_links(job.id))
     return Response(accepted, status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
@@ -72,4 +94,4 @@ async def _messages(job: Job, after: int) -> AsyncIterator[ServerSentEventMessag
         yield ServerSentEventMessage(data=msgspec.json.encode(event.data).decode(), event=event.kind, id=event.id)
 
 
-ROUTES = [run_batch, job_status, job_events]
+ROUTES = [run_batch, run_plan, job_status, job_events]
