@@ -209,11 +209,16 @@ class ReadModel:
     ) -> ReadModel:
         """Open (or create) the read model at `path` (default: `<home>/readmodel.duckdb`).
 
-        Raises `ReadModelLocked` when another process holds the file. A file DuckDB cannot read, or
-        one cut short, is moved aside (`*.corrupt-<time>`) and a fresh one is built from the events
-        at the next catch-up; `notice` says so.
+        Raises `ReadModelLocked` when another process holds the file, and ValueError for a file named like
+        the read model's schemas (`rm1.duckdb`). A file DuckDB cannot read, or one cut short, is moved aside
+        (`*.corrupt-<time>`) and a fresh one is built from the events at the next catch-up; `notice` says so.
         """
         path = Path(path) if path is not None else config.home() / "readmodel.duckdb"
+        if re.fullmatch(rf"{s.SCHEMA_PREFIX}[0-9]+", path.stem):
+            # DuckDB names the database after the file: `rm1.backtests` would then be ambiguous.
+            raise ValueError(
+                f"path: {path.name} cannot hold a read model: its name is that of the read model's schemas"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         notice = None if path.exists() else f"read model {path} not found: building it from the ledger"
         # Only a file already written, with no WAL to replay, has every block it uses on disk.

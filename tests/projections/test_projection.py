@@ -395,3 +395,10 @@ def test_opening_an_unchanged_file_writes_nothing(tmp_path: Path) -> None:
     with ReadModel.open(path, timeframes=TIMEFRAMES) as readmodel:
         assert not wal.exists()  # a write (the timeframes rewritten) would have started one
         assert readmodel.cursor().execute("SELECT count(*) FROM timeframes").fetchone() == (len(TIMEFRAMES.timeframes),)
+
+
+def test_a_file_named_like_the_schemas_is_refused_before_it_is_created(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^path: rm1\.duckdb cannot hold a read model"):
+        ReadModel.open(tmp_path / "rm1.duckdb", timeframes=TIMEFRAMES)
+    assert not (tmp_path / "rm1.duckdb").exists()
+    ReadModel.open(tmp_path / "rm1-backup.duckdb", timeframes=TIMEFRAMES).close()
