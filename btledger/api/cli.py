@@ -169,12 +169,13 @@ def run(
                 "date_from": _parse_date("date_from", date_from),
                 "date_to": _parse_date("date_to", date_to),
                 "initial_cash": cash,
-                "method": method or "pa",
+                "method": method,
                 "params": _parse_params(param or []),
                 "rerun": rerun,
-                "plot": plot or "none",
+                "plot": plot,
             }
-            report = operations.run_batch_with_progress(data, workers=workers, quiet=as_json)
+            given = {name: value for name, value in data.items() if value is not None}  # RunBatch has the defaults
+            report = operations.run_batch_with_progress(given, workers=workers, quiet=as_json)
         emit(operations.report_json(report), as_json, operations.print_report)
 
 
