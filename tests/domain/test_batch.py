@@ -92,8 +92,15 @@ def test_a_plan_runs_its_batches_as_one(ledger: Ledger, btledger_home: Path) -> 
 
     with WorkerPool(1) as pool:
         again = run_batches(ledger, commands, pool, btledger_home)
-    assert again.summary == {"recorded": 0, "skipped": 4, "failed": 0}
-    assert ledger.head() == 8
+        assert again.summary == {"recorded": 0, "skipped": 4, "failed": 0}
+        assert ledger.head() == 8
+        # Each batch keeps its own options: only the first one asks for a rerun.
+        first_rerun = parse_plan({"batches": [{**PLAN["batches"][0], "rerun": True}, PLAN["batches"][1]]})
+        partly = run_batches(ledger, first_rerun, pool, btledger_home)
+    assert [(r.spec.ticker, r.status) for r in partly.results] == [("EURUSD", "recorded")] * 2 + [
+        ("GOOG", "skipped")
+    ] * 2
+    assert ledger.head() == 10
 
 
 def test_a_combination_in_two_batches_is_refused_before_anything_runs(ledger: Ledger, btledger_home: Path) -> None:
