@@ -34,6 +34,7 @@ def mutations(target: str) -> list[tuple[str, str, dict[str, Any]]]:
         ("DELETE", "/strategies/SmaCross", {}),
         ("POST", "/backtests", {"json": BATCH}),
         ("POST", "/backtests", {"content": b"{not json"}),  # refused before the body is read
+        ("POST", "/plans", {"json": {"batches": [BATCH]}}),
         ("POST", "/sql", {"json": {"sql": "SELECT 1"}}),
     ]
 
