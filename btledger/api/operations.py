@@ -74,6 +74,8 @@ def report_json(report: BatchReport) -> dict[str, Any]:
                 "ticker": result.spec.ticker,
                 "timeframe": result.spec.timeframe,
                 "risk": result.spec.risk,
+                "date_from": result.spec.date_from.isoformat(),
+                "date_to": result.spec.date_to.isoformat(),
                 "metrics": result.metrics,
                 "trade_performance": result.trade_performance,
                 "error": result.message if result.status == "failed" else None,

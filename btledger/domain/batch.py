@@ -47,6 +47,8 @@ class Progress:
             "ticker": self.spec.ticker,
             "timeframe": self.spec.timeframe,
             "risk": self.spec.risk,
+            "date_from": self.spec.date_from.isoformat(),
+            "date_to": self.spec.date_to.isoformat(),
             "message": self.message,
             "metrics": self.metrics,
         }

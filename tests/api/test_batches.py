@@ -116,7 +116,11 @@ def test_a_plan_runs_its_batches_as_one_job(client: Client, ledger: Ledger) -> N
     stream = events(client, job["job_id"])
     assert stream[-1].data["summary"] == {"recorded": 3, "skipped": 0, "failed": 0}
     recorded = [e.data for e in stream if e.event == "progress" and e.data["status"] == "recorded"]
-    assert sorted((r["index"], r["ticker"]) for r in recorded) == [(0, "EURUSD"), (1, "EURUSD"), (2, "GOOG")]
+    assert sorted((r["index"], r["ticker"], r["date_from"]) for r in recorded) == [
+        (0, "EURUSD", "2017-05-01"),
+        (1, "EURUSD", "2017-05-01"),
+        (2, "GOOG", "2010-01-01"),
+    ]
     assert {r["id"] for r in recorded} == {row["id"] for row in client.get("/backtests").json()["items"]}
     assert ledger.head() == 6
 

@@ -184,10 +184,10 @@ def test_run_with_a_plan_file_runs_every_batch_in_one_command(btledger_home: Pat
     plan.write_text(PLAN_YAML)
     first = cli_json("run", "--plan", str(plan), "--workers", "2")
     assert first["summary"] == {"recorded": 3, "skipped": 0, "failed": 0}
-    assert [(r["strategy"], r["ticker"], r["risk"]) for r in first["results"]] == [
-        ("SmaCross", "EURUSD", 1.0),
-        ("SmaCross", "EURUSD", 2.0),
-        ("DonchianBreakout", "GOOG", 1.0),
+    assert [(r["strategy"], r["ticker"], r["risk"], r["date_from"], r["date_to"]) for r in first["results"]] == [
+        ("SmaCross", "EURUSD", 1.0, "2017-06-01", "2017-12-01"),
+        ("SmaCross", "EURUSD", 2.0, "2017-06-01", "2017-12-01"),
+        ("DonchianBreakout", "GOOG", 1.0, "2010-01-01", "2013-01-01"),
     ]
     again = cli_json("run", "--plan", str(plan), "--workers", "1")
     assert again["summary"] == {"recorded": 0, "skipped": 3, "failed": 0}
