@@ -38,7 +38,7 @@ def _live_ids(path: Path) -> set[str]:
         return {row[0] for row in readmodel.cursor().execute("SELECT id FROM backtests").fetchall()}
 
 
-def test_the_tail_of_a_batch_is_projected_when_its_last_job_starts_and_the_rest_on_exit(
+def test_the_tail_of_a_batch_is_projected_as_its_last_round_starts_and_the_rest_on_exit(
     btledger_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger = Ledger(env=store_env(btledger_home))
@@ -51,29 +51,38 @@ def test_the_tail_of_a_batch_is_projected_when_its_last_job_starts_and_the_rest_
         catch_ups.append((threading.current_thread().name, position))
         return position
 
+    def caught_up(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(catch_ups) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(catch_ups) == count and catch_ups[-1][0].startswith("btledger-batch-projection")
+
     monkeypatch.setattr(ReadModel, "catch_up", noting)
-    first, last = spec(risk=1.0), spec(risk=2.0)
+    first, second, last = spec(risk=1.0), spec(risk=2.0), spec(risk=3.0)
 
     def progress(job: RunSpec, status: Status) -> Progress:
-        return Progress(0, 2, job, backtest_id(job), status)
+        return Progress(0, 3, job, backtest_id(job), status)
 
+    # One worker: a job runs at a time, so the last round is the last two jobs.
     with BatchProjection(ledger, path) as projection:
-        for job in (first, last):
+        for job in (first, second, last):
             projection.observe(progress(job, "queued"))
         projection.observe(progress(first, "running"))
         ledger.record_outcome(first, synthetic_outcome(n_trades=3))
         projection.observe(progress(first, "recorded"))
         assert catch_ups == [] and not path.exists()  # the file stays free until the tail
-        projection.observe(progress(last, "running"))  # every job has started: the tail
-        deadline = time.monotonic() + 30
-        while not catch_ups and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(catch_ups) == 1 and catch_ups[0][0].startswith("btledger-batch-projection")
+        projection.observe(progress(second, "running"))  # no more jobs wait than run: the tail
+        caught_up(1)
         assert catch_ups[0][1] == 2  # the first result
+        ledger.record_outcome(second, synthetic_outcome(n_trades=3))
+        projection.observe(progress(second, "recorded"))
+        projection.observe(progress(last, "running"))  # the tail goes on, with the results recorded since
+        caught_up(2)
+        assert catch_ups[1][1] == 4
         ledger.record_outcome(last, synthetic_outcome(n_trades=3))
         projection.observe(progress(last, "recorded"))
-    assert catch_ups[-1] == (threading.main_thread().name, 4)
-    assert _live_ids(path) == {str(backtest_id(first)), str(backtest_id(last))}
+    assert catch_ups[-1] == (threading.main_thread().name, 6)
+    assert _live_ids(path) == {str(backtest_id(job)) for job in (first, second, last)}
 
 
 def test_the_tail_catch_up_stops_at_the_results_recorded_when_it_was_started(
