@@ -68,14 +68,7 @@ def report_json(report: BatchReport) -> dict[str, Any]:
     return {
         "results": [
             {
-                "id": str(result.id),
-                "status": result.status,
-                "strategy": result.spec.strategy,
-                "ticker": result.spec.ticker,
-                "timeframe": result.spec.timeframe,
-                "risk": result.spec.risk,
-                "date_from": result.spec.date_from.isoformat(),
-                "date_to": result.spec.date_to.isoformat(),
+                **result.combination_json(),
                 "metrics": result.metrics,
                 "trade_performance": result.trade_performance,
                 "error": result.message if result.status == "failed" else None,

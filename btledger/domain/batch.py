@@ -37,10 +37,9 @@ class Progress:
     position: int | None = None
     trade_performance: dict[str, JsonScalar] | None = None
 
-    def to_json(self) -> dict[str, object]:
+    def combination_json(self) -> dict[str, object]:
+        """Which result and combination this is, as every JSON view of a batch's progress shows it."""
         return {
-            "index": self.index,
-            "total": self.total,
             "id": str(self.id),
             "status": self.status,
             "strategy": self.spec.strategy,
@@ -49,6 +48,13 @@ class Progress:
             "risk": self.spec.risk,
             "date_from": self.spec.date_from.isoformat(),
             "date_to": self.spec.date_to.isoformat(),
+        }
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "total": self.total,
+            **self.combination_json(),
             "message": self.message,
             "metrics": self.metrics,
         }
