@@ -102,17 +102,6 @@ def remove_plots(home: Path, backtest: UUID) -> None:
             path.unlink(missing_ok=True)
 
 
-def run_batch(
-    ledger: Ledger,
-    command: RunBatch,
-    pool: RunsBacktests,
-    home: Path,
-    on_progress: Callable[[Progress], None] = lambda _: None,
-) -> BatchReport:
-    """Run `command` and return every combination's final state, calling `on_progress` on each change."""
-    return run_batches(ledger, [command], pool, home, on_progress)
-
-
 def run_batches(
     ledger: Ledger,
     commands: Sequence[RunBatch],
@@ -120,9 +109,10 @@ def run_batches(
     home: Path,
     on_progress: Callable[[Progress], None] = lambda _: None,
 ) -> BatchReport:
-    """Run several batches as one (e.g. each ticker over its own date range): their combinations are
-    numbered in order across them and share the pool, so no worker waits for a batch's last job before
-    starting the next batch's first.
+    """Run one batch, or several as one (e.g. each ticker over its own date range), and return every
+    combination's final state, calling `on_progress` on each change. Combinations are numbered in order
+    across the batches and share the pool, so no worker waits for a batch's last job before starting the
+    next batch's first.
 
     Raises `InvalidInput` (field `batches[i]`) before anything runs when a combination is in two batches.
     """

@@ -29,7 +29,7 @@ class BatchProjection:
     stays recorded either way.
 
         >>> with BatchProjection(ledger, home / "readmodel.duckdb") as projection:
-        ...     run_batch(ledger, command, pool, home, projection.observe)
+        ...     run_batches(ledger, [command], pool, home, projection.observe)
     """
 
     def __init__(self, ledger: Ledger, path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from btledger.domain.batch import Progress, run_batch, run_batches
+from btledger.domain.batch import Progress, run_batches
 from btledger.domain.commands import RunBatch, parse, parse_plan
 from btledger.domain.errors import InvalidInput
 from btledger.domain.ledger import Ledger, store_env
@@ -40,7 +40,7 @@ def test_a_failing_combination_is_recorded_and_the_others_go_on(ledger: Ledger, 
     command = parse(RunBatch, BATCH)
     seen: list[Progress] = []
     with WorkerPool(2) as pool:
-        report = run_batch(ledger, command, pool, btledger_home, seen.append)
+        report = run_batches(ledger, [command], pool, btledger_home, seen.append)
     assert report.summary == {"recorded": 4, "skipped": 0, "failed": 4}
     failed = [r for r in report.results if r.status == "failed"]
     assert {r.spec.ticker for r in failed} == {"GOOG"}
@@ -51,7 +51,7 @@ def test_a_failing_combination_is_recorded_and_the_others_go_on(ledger: Ledger, 
 
     # The same batch again: recorded ones are skipped, failed ones are tried again without rerun.
     with WorkerPool(1) as pool:
-        again = run_batch(ledger, command, pool, btledger_home)
+        again = run_batches(ledger, [command], pool, btledger_home)
     assert again.summary == {"recorded": 0, "skipped": 4, "failed": 4}
     events = [h.event_type for h in ledger.history(failed[0].id)]
     assert events == ["Registered", "RunFailed", "RunFailed"]
@@ -135,11 +135,11 @@ def test_a_bad_plan_names_the_batch_and_the_field(plan: object, field: str, prob
 def test_deleted_results_are_rerun_only_when_asked(ledger: Ledger, btledger_home: Path) -> None:
     small = {**BATCH, "strategies": ["SmaCross"], "tickers": ["EURUSD"], "timeframes": ["D1"]}
     with WorkerPool(1) as pool:
-        (result,) = run_batch(ledger, parse(RunBatch, small), pool, btledger_home).results
+        (result,) = run_batches(ledger, [parse(RunBatch, small)], pool, btledger_home).results
         ledger.delete(result.id)
-        (skipped,) = run_batch(ledger, parse(RunBatch, small), pool, btledger_home).results
+        (skipped,) = run_batches(ledger, [parse(RunBatch, small)], pool, btledger_home).results
         assert skipped.status == "skipped" and "deleted" in (skipped.message or "")
-        (rerun,) = run_batch(ledger, parse(RunBatch, {**small, "rerun": True}), pool, btledger_home).results
+        (rerun,) = run_batches(ledger, [parse(RunBatch, {**small, "rerun": True})], pool, btledger_home).results
     assert rerun.status == "recorded"
     assert ledger.get(rerun.id).status == "recorded"
     assert [h.event_type for h in ledger.history(rerun.id)] == [

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from btledger.domain.backtest import backtest_id
-from btledger.domain.batch import Progress, Status, run_batch
+from btledger.domain.batch import Progress, Status, run_batches
 from btledger.domain.commands import RunBatch, parse
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.pool import WorkerPool
@@ -121,7 +121,7 @@ def test_the_tail_catch_up_stops_at_the_results_recorded_when_it_was_started(
 def test_a_real_batch_leaves_every_result_in_the_read_model(btledger_home: Path) -> None:
     ledger = Ledger(env=store_env(btledger_home))
     with WorkerPool(1) as pool, BatchProjection(ledger, btledger_home / "readmodel.duckdb") as projection:
-        report = run_batch(ledger, parse(RunBatch, BATCH), pool, btledger_home, projection.observe)
+        report = run_batches(ledger, [parse(RunBatch, BATCH)], pool, btledger_home, projection.observe)
     assert report.summary == {"recorded": 3, "skipped": 0, "failed": 0}
     assert _live_ids(btledger_home / "readmodel.duckdb") == {str(p.id) for p in report.results}
 
@@ -150,7 +150,7 @@ def test_a_read_model_held_by_another_process_is_reported_after_the_batch_record
         ledger = Ledger(env=store_env(btledger_home))
         command = parse(RunBatch, BATCH)
         with pytest.raises(ReadModelLocked), WorkerPool(1) as pool, BatchProjection(ledger, path) as projection:
-            run_batch(ledger, command, pool, btledger_home, projection.observe)
+            run_batches(ledger, [command], pool, btledger_home, projection.observe)
         assert ledger.head() == 6  # every result recorded all the same
     finally:
         holder.kill()

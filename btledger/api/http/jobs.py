@@ -111,7 +111,7 @@ class Job:
 
 
 class JobCancelled(Exception):
-    """Raised from a batch's progress callback to stop it (run_batch has no other way in)."""
+    """Raised from a batch's progress callback to stop it (run_batches has no other way in)."""
 
 
 class Jobs:
