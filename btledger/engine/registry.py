@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backtesting import Strategy
-
-import btledger.strategies
 from btledger.engine.errors import SpecError
 from btledger.engine.result import JsonScalar
-from btledger.engine.sizing import RiskSizedStrategy
+
+if TYPE_CHECKING:
+    from backtesting import Strategy
 
 ENTRY_POINT_GROUP = "btledger.strategies"
 _PARAM_TYPES = (bool, int, float, str)
@@ -78,6 +77,8 @@ def _coerce(strategy: str, key: str, value: Any, default: JsonScalar) -> JsonSca
 
 
 def _params_of(cls: type[Strategy]) -> MappingProxyType[str, JsonScalar]:
+    from btledger.engine.sizing import RiskSizedStrategy
+
     engine_owned = set(dir(RiskSizedStrategy))
     params = {
         name: getattr(cls, name)
@@ -123,6 +124,12 @@ def registry() -> MappingProxyType[str, StrategyEntry]:
 
     Raises `ValueError` when two strategies claim one name or an entry point is not a Strategy class.
     """
+    # Imported here, not with the module: backtesting.py brings bokeh (≈ 1 s), which the commands that
+    # only read or mark results (history, favorite, delete...) never need.
+    from backtesting import Strategy
+
+    import btledger.strategies
+
     found: dict[str, StrategyEntry] = {}
 
     def add(entry: StrategyEntry) -> None:
