@@ -45,13 +45,26 @@ def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = N
     if not rows:
         console.print(f"[dim]{title + ': ' if title else ''}no rows[/dim]")
         return
-    shown = [c for c in (columns or list(rows[0])) if c in rows[0]]
+    shown = _with_date_range([c for c in (columns or list(rows[0])) if c in rows[0]], rows)
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in shown:
         table.add_column(column, overflow="fold", justify="right" if _numeric(rows, column) else "left")
     for row in rows:
         table.add_row(*(cell(row.get(column), column) for column in shown))
     console.print(table)
+
+
+def _with_date_range(columns: list[str], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """`columns` with `date_from` and `date_to` after `risk` when the rows span more than one date range
+    (a plan's batches, a search over several studies): rows that differ only by their dates would look alike."""
+    if (
+        "risk" not in columns
+        or "date_from" in columns
+        or len({(r.get("date_from"), r.get("date_to")) for r in rows}) < 2
+    ):
+        return columns
+    at = columns.index("risk") + 1
+    return [*columns[:at], "date_from", "date_to", *columns[at:]]
 
 
 def key_values(data: dict[str, Any], title: str | None = None) -> None:
@@ -75,7 +88,10 @@ _STATUS_STYLE = {"recorded": "green", "skipped": "yellow", "failed": "red"}
 def print_progress_line(event: dict[str, Any]) -> None:
     """One line per finished combination, on stderr so that stdout stays the result."""
     style = _STATUS_STYLE.get(str(event["status"]), "")
-    where = f"{event['strategy']} {event['ticker']} {event['timeframe']} risk {event['risk']}"
+    where = (
+        f"{event['strategy']} {event['ticker']} {event['timeframe']} risk {event['risk']} "
+        f"{event['date_from']}→{event['date_to']}"
+    )
     note = f" — {event['message']}" if event.get("message") else ""
     err_console.print(
         f"[{style}]{event['status']:>8}[/{style}] {where} [dim]{str(event['id'])[:8]}[/dim]{note}", highlight=False

@@ -195,6 +195,25 @@ def test_run_with_a_plan_file_runs_every_batch_in_one_command(btledger_home: Pat
     assert [item["id"] for item in found["items"]] == [first["results"][2]["id"]]
 
 
+def test_tables_and_progress_lines_show_dates_when_results_differ_by_them(btledger_home: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    same_but_dates = "strategies: [SmaCross], tickers: [GOOG], timeframes: [D1], risks: [1]"
+    plan.write_text(
+        f"batches:\n  - {{{same_but_dates}, date_from: 2005-01-01, date_to: 2010-01-01}}\n"
+        f"  - {{{same_but_dates}, date_from: 2010-01-01, date_to: 2013-01-01}}\n"
+    )
+    ran = cli("run", "--plan", str(plan), "--workers", "1")
+    assert ran.exit_code == 0, ran.output
+    assert "2005-01-01→2010-01-01" in ran.stderr and "2010-01-01→2013-01-01" in ran.stderr
+    searched = cli("search")
+    for table in (ran.stdout, searched.stdout):
+        header = next(line for line in table.splitlines() if "strategy" in line)
+        assert header.index("risk") < header.index("date_from") < header.index("date_to"), table
+        assert "2005-01-01" in table and "2013-01-01" in table
+    one_range = cli("search", "--limit", "1")
+    assert one_range.exit_code == 0 and "date_from" not in one_range.stdout, one_range.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "plan_text", "says"),
     [
