@@ -27,6 +27,11 @@ The bare loop's `Backtest.run` builds backtesting.py's own statistics, as a scri
 btledger's engine builds its metrics instead and skips those (`btledger.engine.lean_stats`), so its
 backtests take less than the bare loop's.
 
+And two rows count CPU. Each run's CPU seconds (the parent's, every thread, and its workers', reaped at
+the pool's close) spread perfectly over two cores are the least wall time the 2-worker run could take:
+1 worker's wall time over that is the most (c) could reach with that much work, however it is scheduled
+(`..._cpu_bound`). The parent's share of it is shown with and without the read model.
+
 Usage: ``uv run python benchmarks/ledger.py [--json]``; `measure()` returns the rows.
 """
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -82,10 +88,13 @@ def _row(
 
 
 class _Run(NamedTuple):
-    """One `ledger_run`: its wall seconds, and the sum of its backtests' own wall seconds."""
+    """One `ledger_run`: its wall seconds, the sum of its backtests' own wall seconds, and the CPU seconds
+    it used: the parent's (every thread) and its workers'."""
 
     wall: float
     backtests: float
+    parent_cpu: float
+    workers_cpu: float
 
 
 class _Round(NamedTuple):
@@ -139,21 +148,32 @@ def two_bare_loops_at_once() -> float:
     return max(float(json.loads(output)) for output in outputs)
 
 
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def ledger_run(workers: int, read_model: bool = True) -> _Run:
     """What `btledger run --plan FILE --workers N` does for the 40, the plan's two batches (EURUSD and GOOG
     over their own date ranges) run as one (pool, engine, events, projection), timed; with
     `read_model=False` the projection is left out (what it costs a run, for reference)."""
     with tempfile.TemporaryDirectory() as directory:
         home = Path(directory)
+        parent, children = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         ledger = Ledger(env=store_env(home))
         projection = projecting(ledger, home) if read_model else contextlib.nullcontext(lambda _: None)
         with WorkerPool(workers) as pool, projection as project:
             report = run_batches(ledger, _commands(), pool, home, project)
         wall = time.perf_counter() - started
+        # The pool's close has reaped its workers: their CPU is in RUSAGE_CHILDREN now.
+        parent, children = (
+            _cpu_seconds(resource.RUSAGE_SELF) - parent,
+            _cpu_seconds(resource.RUSAGE_CHILDREN) - children,
+        )
         assert report.summary["recorded"] == 40, report.summary
         outcomes = [ledger.get(result.id).outcome for result in report.results]
-        return _Run(wall, sum(outcome.wall_time_s for outcome in outcomes if outcome is not None))
+        return _Run(wall, sum(outcome.wall_time_s for outcome in outcomes if outcome is not None), parent, children)
 
 
 def measure() -> list[dict[str, Any]]:
@@ -183,6 +203,13 @@ def measure() -> list[dict[str, Any]]:
     one_backtests = statistics.median(r.one_worker.backtests for r in rounds)
     backtests_in_worker = statistics.median(r.one_worker.backtests / r.bare_loop for r in rounds)
     backtests_two_at_once = statistics.median(r.two_workers.backtests / r.one_worker.backtests for r in rounds)
+    # The CPU the 2-worker run used, spread perfectly over 2 cores, is the least wall time it could take:
+    # 1 worker's wall over that is the most (c) could be with this much work, however it is scheduled.
+    cpu_bound = statistics.median(
+        r.one_worker.wall / ((r.two_workers.parent_cpu + r.two_workers.workers_cpu) / 2) for r in rounds
+    )
+    parent_cpu = statistics.median(r.two_workers.parent_cpu for r in rounds)
+    parent_cpu_without_read_model = statistics.median(r.two_workers_without_read_model.parent_cpu for r in rounds)
     return [
         _row("ledger_append_200_trade_results", rate, "events/s", None, None, None, None),
         _row(
@@ -222,6 +249,16 @@ def measure() -> list[dict[str, Any]]:
             "s",
             one_backtests,
             backtests_two_at_once,
+            None,
+            None,
+        ),
+        _row("ledger_run_40_speedup_two_workers_cpu_bound", cpu_bound, "x", None, None, None, None),
+        _row(
+            "ledger_run_40_two_workers_parent_cpu",
+            parent_cpu,
+            "s",
+            parent_cpu_without_read_model,
+            parent_cpu / parent_cpu_without_read_model,
             None,
             None,
         ),
