@@ -135,7 +135,10 @@ def run(
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run strategies × tickers × timeframes × risks and record every outcome in the ledger."""
+    """Run strategies × tickers × timeframes × risks and record every outcome in the ledger.
+
+    Exits 1 when a combination failed (its error is recorded; the next run of the batch tries it again).
+    """
     from btledger.api import operations
 
     flags = {
@@ -177,6 +180,9 @@ def run(
             given = {name: value for name, value in data.items() if value is not None}  # RunBatch has the defaults
             report = operations.run_batch_with_progress(given, workers=workers, quiet=as_json)
         emit(operations.report_json(report), as_json, operations.print_report)
+    if report.summary["failed"]:
+        # Every outcome is recorded and printed; the status tells a script that not all of them are results.
+        raise typer.Exit(1)
 
 
 def _parse_number(field: str, text: str) -> float:

@@ -214,6 +214,23 @@ def test_tables_and_progress_lines_show_dates_when_results_differ_by_them(btledg
     assert one_range.exit_code == 0 and "date_from" not in one_range.stdout, one_range.stdout
 
 
+def test_a_run_with_a_failed_combination_prints_every_outcome_and_exits_1(btledger_home: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    goog = "strategies: [SmaCross], tickers: [GOOG], timeframes: [D1], risks: [1]"
+    plan.write_text(
+        f"batches:\n  - {{{goog}, date_from: 2010-01-01, date_to: 2013-01-01}}\n"
+        f"  - {{{goog}, date_from: 2030-01-01, date_to: 2031-01-01}}\n"  # past the sample data's last bar
+    )
+    for summary in ({"recorded": 1, "skipped": 0, "failed": 1}, {"recorded": 0, "skipped": 1, "failed": 1}):
+        result = cli("run", "--plan", str(plan), "--workers", "1", "--json")
+        assert result.exit_code == 1, result.output
+        report = json.loads(result.stdout)
+        assert report["summary"] == summary
+        failed = report["results"][1]
+        assert failed["status"] == "failed" and "no GOOG D1 bars from 2030-01-01" in failed["error"]
+    assert cli("run", "--plan", str(plan), "--workers", "1").exit_code == 1  # the table too
+
+
 @pytest.mark.parametrize(
     ("args", "plan_text", "says"),
     [
