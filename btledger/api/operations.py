@@ -37,7 +37,6 @@ def run_plan_with_progress(path: Path, *, workers: int | None, quiet: bool) -> B
 
 def _run_with_progress(commands: list[RunBatch], *, workers: int | None, quiet: bool) -> BatchReport:
     ledger = bootstrap.open_ledger()
-    total = sum(len(command.specs()) for command in commands)
     with (
         bootstrap.open_pool(workers) as pool,
         bootstrap.projecting(ledger) as project,
@@ -51,14 +50,14 @@ def _run_with_progress(commands: list[RunBatch], *, workers: int | None, quiet: 
             transient=True,
         ) as bar,
     ):
-        task = bar.add_task("backtests", total=total)
+        task = bar.add_task("backtests", total=None)
 
         def on_progress(event: BatchProgress) -> None:
             project(event)
-            if event.status in ("recorded", "skipped", "failed"):
-                bar.advance(task)
-                if not quiet:
-                    render.print_progress_line(event.to_json())
+            finished = event.status in ("recorded", "skipped", "failed")
+            bar.update(task, total=event.total, advance=int(finished))
+            if finished and not quiet:
+                render.print_progress_line(event.to_json())
 
         return run_batches(ledger, commands, pool, home(), on_progress)
 
