@@ -12,6 +12,7 @@ class RandomTrader(RiskSizedStrategy):
     """When flat, enters with probability `prob_trade` per bar, long with probability `prob_long`, stop
     `sl_atr` ATRs away; closes after a holding period drawn per trade from
     round(Normal(`avg_position_hold`, `std_position_hold`)) bars, at least one. Seeded by `seed`.
+    The period counts bars as `profile_strategy` does, exit bar minus entry bar.
 
     The random test passes the real strategy's holding statistics under these exact names (the seed
     passed `avg_trade_duration`, which this engine rejects as an unknown parameter).
@@ -33,7 +34,8 @@ class RandomTrader(RiskSizedStrategy):
     def next(self) -> None:
         bar = len(self.data) - 1
         if self.trades:
-            if bar - self.trades[-1].entry_bar >= self.hold:
+            # The close fills at the next bar's open: placed one bar early, the trade lasts `hold` bars.
+            if bar - self.trades[-1].entry_bar >= self.hold - 1:
                 self.position.close()
             return
         if self.rng.random() >= self.prob_trade:

@@ -70,3 +70,13 @@ def test_instrument_tick_value_must_match_contract_size() -> None:
     with pytest.raises(ValueError, match=r"tick_value \(0\.01\) must equal tick_size × contract_size \(1\)"):
         Instruments.model_validate(raw)
     assert math.isclose(instrument("USDJPY").tick_value, 0.001 * 100_000)
+
+
+def test_forex_leverage_follows_the_esma_rule_the_file_states() -> None:
+    """30:1 for pairs of two major currencies, 20:1 for every other pair (instruments.yaml's header)."""
+    majors = {"USD", "EUR", "JPY", "GBP", "CAD", "CHF"}
+    forex = {name: i for name, i in load_instruments().instruments.items() if i.category == "Forex"}
+    assert {"EURUSD", "EURGBP", "AUDUSD", "NZDUSD"} <= set(forex)
+    for name, entry in forex.items():
+        expected = 30 if {name[:3], name[3:]} <= majors else 20
+        assert entry.leverage == expected, name

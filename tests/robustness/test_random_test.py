@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pytest
 
+from btledger.engine import run_backtest
+from btledger.engine.result import RunSpec
 from btledger.engine.robustness import (
     RobustnessInputError,
     bootstrap_compare,
@@ -174,3 +177,16 @@ def test_no_trades_real_or_random_is_rejected() -> None:
         random_test(empty, bars=100, run_random=FakeRandomRunner(), seed=1)
     with pytest.raises(RobustnessInputError, match=r"^runs: "):
         random_test(REAL, bars=100, run_random=FakeRandomRunner(trades_per_run=0), runs=2, iterations=5, seed=1)
+
+
+@pytest.mark.parametrize("hold", [1, 3, 10])
+def test_random_trader_holds_as_long_as_the_profile_it_is_given(hold: int) -> None:
+    """The benchmark trader's trades last the holding period it is given, counted as `profile_strategy`
+    counts the real strategy's (exit bar minus entry bar); a stop 50 ATRs away never ends one early."""
+    params = {"prob_trade": 0.05, "avg_position_hold": hold, "std_position_hold": 0.0, "sl_atr": 50.0, "seed": 3}
+    spec = RunSpec("RandomTrader", "EURUSD", "H1", 0.1, date(2017, 5, 1), date(2018, 2, 1), 100_000.0, params=params)
+    outcome = run_backtest(spec)
+    held = np.array(outcome.trades["exit_bar"]) - np.array(outcome.trades["entry_bar"])
+    assert len(held) > 50
+    assert set(held[:-1].tolist()) == {hold}  # the last may be cut short by the data's end
+    assert profile_strategy(outcome, outcome.bars).mean_hold_bars == pytest.approx(hold, abs=hold / len(held))
