@@ -102,6 +102,14 @@ def remove_plots(home: Path, backtest: UUID) -> None:
             path.unlink(missing_ok=True)
 
 
+def _skipped(
+    index: int, total: int, spec: RunSpec, identity: UUID, reason: str, outcome: BacktestOutcome | None
+) -> Progress:
+    """A combination not run, or not recorded, because its key holds a result: that result's figures."""
+    metrics, performance = (outcome.metrics, outcome.trade_performance) if outcome else (None, None)
+    return Progress(index, total, spec, identity, "skipped", reason, metrics, trade_performance=performance)
+
+
 def run_batches(
     ledger: Ledger,
     commands: Sequence[RunBatch],
@@ -135,17 +143,7 @@ def run_batches(
                 if existing.status == "recorded"
                 else "deleted; pass rerun to run it again"
             )
-            outcome = existing.outcome
-            done = Progress(
-                index,
-                total,
-                spec,
-                identity,
-                "skipped",
-                reason,
-                outcome.metrics if outcome else None,
-                trade_performance=outcome.trade_performance if outcome else None,
-            )
+            done = _skipped(index, total, spec, identity, reason, existing.outcome)
             report.results.append(done)
             on_progress(done)
             continue
@@ -159,15 +157,25 @@ def run_batches(
     for spec, outcome, error in pool.run(jobs, on_start=started):
         index = index_of[spec]
         new = id_of[spec] not in recorded
+        # Without rerun, a result another writer recorded since the plan was made stands: this one is dropped.
+        if_absent = not commands[batch_of[spec]].rerun
         if outcome is not None:
-            identity, position = ledger.record_outcome(spec, outcome, new=new)
+            appended = ledger.record_outcome(spec, outcome, new=new, if_absent=if_absent)
+        else:
+            appended = ledger.record_failure(spec, error or "unknown error", new=new, if_absent=if_absent)
+        if appended is None:
+            reason = "recorded meanwhile by another run; pass rerun to record a new result"
+            done = _skipped(index, total, spec, id_of[spec], reason, ledger.get(id_of[spec]).outcome)
+        elif outcome is not None:
+            identity, position = appended
             done = Progress(
                 index, total, spec, identity, "recorded", None, outcome.metrics, position, outcome.trade_performance
             )
         else:
-            identity, position = ledger.record_failure(spec, error or "unknown error", new=new)
+            identity, position = appended
             done = Progress(index, total, spec, identity, "failed", error, None, position)
-        report.last_position = position
+        if done.position is not None:
+            report.last_position = done.position
         report.results.append(done)
         on_progress(done)
 

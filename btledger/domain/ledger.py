@@ -241,26 +241,36 @@ class Ledger(Application[UUID]):
         recordings = self.save(*aggregates)
         return recordings[-1].notification.id if recordings else self.head()
 
-    def record_outcome(self, spec: RunSpec, outcome: BacktestOutcome, *, new: bool = False) -> tuple[UUID, int]:
-        """Append a result for `spec`, registering the key first if it is new.
+    def record_outcome(
+        self, spec: RunSpec, outcome: BacktestOutcome, *, new: bool = False, if_absent: bool = False
+    ) -> tuple[UUID, int] | None:
+        """Append a result for `spec`, registering the key first if it is new; returns its id and position.
 
         `new`: the caller found no events for the key (a batch's plan), so the first attempt skips
         looking it up; if another writer registered it meanwhile, that save conflicts and the retry looks.
+        `if_absent`: append nothing, and return None, when the key holds a result (live or deleted), e.g.
+        one another writer recorded since the caller planned the run.
         """
-        return self._append_run(spec, lambda backtest: backtest.record_result(outcome), new)
+        return self._append_run(spec, lambda backtest: backtest.record_result(outcome), new, if_absent)
 
-    def record_failure(self, spec: RunSpec, error: str, *, new: bool = False) -> tuple[UUID, int]:
-        """Append a failed run for `spec` (the error, cut to 4,000 characters); `new` as for `record_outcome`."""
-        return self._append_run(spec, lambda backtest: backtest.record_failure(error=error[:4000]), new)
+    def record_failure(
+        self, spec: RunSpec, error: str, *, new: bool = False, if_absent: bool = False
+    ) -> tuple[UUID, int] | None:
+        """Append a failed run for `spec` (the error, cut to 4,000 characters); the flags as for `record_outcome`."""
+        return self._append_run(spec, lambda backtest: backtest.record_failure(error=error[:4000]), new, if_absent)
 
-    def _append_run(self, spec: RunSpec, record: Callable[[Backtest], None], new: bool) -> tuple[UUID, int]:
+    def _append_run(
+        self, spec: RunSpec, record: Callable[[Backtest], None], new: bool, if_absent: bool
+    ) -> tuple[UUID, int] | None:
         attempts = 0
 
         @_retry_on_conflict
-        def attempt() -> tuple[UUID, int]:
+        def attempt() -> tuple[UUID, int] | None:
             nonlocal attempts
             attempts += 1
             backtest = (None if new and attempts == 1 else self.find(spec)) or Backtest.register(spec)
+            if if_absent and backtest.outcome is not None:
+                return None
             record(backtest)
             return backtest.id, self._save(backtest)
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from btledger.domain.commands import RunBatch, parse, parse_plan
 from btledger.domain.errors import InvalidInput
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.pool import WorkerPool
+from btledger.engine.result import BacktestOutcome, RunSpec
 
 BATCH = {
     "strategies": ["SmaCross", "DonchianBreakout"],
@@ -148,6 +150,42 @@ def test_deleted_results_are_rerun_only_when_asked(ledger: Ledger, btledger_home
         "Deleted",
         "ResultRecorded",
     ]
+
+
+class RecordedMeanwhile:
+    """The real pool, with another writer (a second `Ledger` on the same file, as another process would
+    be) recording each combination's result between the plan and the batch's own recording."""
+
+    def __init__(self, pool: WorkerPool, other: Ledger) -> None:
+        self.pool, self.other = pool, other
+
+    def run(
+        self, jobs: Iterable[tuple[RunSpec, Path | None]], on_start: Callable[[RunSpec], None] | None = None
+    ) -> Iterator[tuple[RunSpec, BacktestOutcome | None, str | None]]:
+        for spec, outcome, error in self.pool.run(jobs, on_start):
+            assert outcome is not None, error
+            self.other.record_outcome(spec, outcome)
+            yield spec, outcome, error
+
+
+@pytest.mark.parametrize("rerun", [False, True])
+def test_a_result_recorded_meanwhile_by_another_run_is_kept_unless_rerun(
+    ledger: Ledger, btledger_home: Path, rerun: bool
+) -> None:
+    """Two runs of one batch at once: without rerun, the key keeps the one result recorded first."""
+    small = {**BATCH, "strategies": ["SmaCross"], "tickers": ["EURUSD"], "timeframes": ["H4", "D1"], "rerun": rerun}
+    other = Ledger(env=store_env(btledger_home))
+    with WorkerPool(1) as pool:
+        report = run_batches(ledger, [parse(RunBatch, small)], RecordedMeanwhile(pool, other), btledger_home)
+    assert report.summary == (
+        {"recorded": 2, "skipped": 0, "failed": 0} if rerun else {"recorded": 0, "skipped": 2, "failed": 0}
+    )
+    for result in report.results:
+        events = [h.event_type for h in ledger.history(result.id)]
+        assert events == ["Registered", "ResultRecorded", *(["ResultRecorded"] if rerun else [])]
+        if not rerun:
+            assert "another run" in (result.message or "")
+            assert result.metrics == ledger.get(result.id).outcome.metrics
 
 
 KILLABLE_BATCH = [
