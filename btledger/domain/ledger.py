@@ -291,6 +291,8 @@ class Ledger(Application[UUID]):
         def toggle(aggregate: Backtest) -> bool:
             if aggregate.deleted:
                 raise Conflict(f"backtest {backtest} is deleted; restore it first", field="id")
+            if aggregate.outcome is None:
+                raise Conflict(f"backtest {backtest} has no result to mark", field="id")
             return aggregate.toggle_favorite()
 
         return self._change(backtest, toggle)

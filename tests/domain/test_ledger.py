@@ -76,6 +76,14 @@ def test_favourite_twice_carries_the_resulting_value(ledger: Ledger) -> None:
     assert payloads == [{"favorite": True}, {"favorite": False}]
 
 
+def test_a_key_without_a_result_cannot_be_marked_favourite(ledger: Ledger) -> None:
+    failed, position = ledger.record_failure(spec(), "no data")
+    with pytest.raises(Conflict, match="has no result to mark"):
+        ledger.toggle_favorite(failed)
+    assert ledger.head() == position  # nothing appended
+    assert ledger.get(failed).favorite is False
+
+
 def test_delete_and_restore_keep_the_history(ledger: Ledger) -> None:
     identity, _ = ledger.record_outcome(spec(), outcome())
     ledger.delete(identity, reason="bad data")
