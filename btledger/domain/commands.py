@@ -128,7 +128,7 @@ class RunBatch(_Command):
                 date_to=self.date_to,
                 initial_cash=float(cash),
                 method=self.method,
-                params=dict(self.params),
+                params=get_strategy(strategy).key_params(self.params),
             )
             for strategy, ticker, timeframe, risk in combos
         ]

@@ -58,6 +58,13 @@ class StrategyEntry:
             resolved[key] = _coerce(self.name, key, value, self.params[key])
         return resolved
 
+    def key_params(self, overrides: dict[str, JsonScalar]) -> dict[str, JsonScalar]:
+        """The overrides that change a run, as a result's key holds them: each coerced to its default's
+        type, those equal to their default left out. So `{}`, `{"n_fast": 12}` (the default) and
+        `{"sl_atr": 2}` for `2.0` name one run, and one id. Raises as `resolve_params`."""
+        resolved = self.resolve_params(overrides)
+        return {key: resolved[key] for key in overrides if resolved[key] != self.params[key]}
+
 
 def _coerce(strategy: str, key: str, value: Any, default: JsonScalar) -> JsonScalar:
     kind = type(default)

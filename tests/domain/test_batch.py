@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from btledger.domain.backtest import backtest_id
 from btledger.domain.batch import Progress, run_batches
 from btledger.domain.commands import RunBatch, parse, parse_plan
 from btledger.domain.errors import InvalidInput
@@ -132,6 +133,32 @@ def test_a_bad_plan_names_the_batch_and_the_field(plan: object, field: str, prob
     with pytest.raises(InvalidInput) as refused:
         parse_plan(plan)
     assert refused.value.field == field and problem in refused.value.problem
+
+
+def test_parameters_that_name_one_run_give_one_key() -> None:
+    """Defaults spelt out, an int for a float and an integral float for an int: one run, one id."""
+    base = {**BATCH, "strategies": ["SmaCross"], "tickers": ["EURUSD"], "timeframes": ["D1"]}
+
+    def key(params: dict[str, object]) -> RunSpec:
+        (spec,) = parse(RunBatch, {**base, "params": params}).specs()
+        return spec
+
+    assert key({"n_fast": 12}) == key({"sl_atr": 2}) == key({"n_fast": 12.0, "sl_atr": 2.0}) == key({})
+    assert key({}).params == {}
+    assert key({"n_fast": 10.0}) == key({"n_fast": 10})
+    assert key({"n_fast": 10.0}).params == {"n_fast": 10} and type(key({"n_fast": 10.0}).params["n_fast"]) is int
+    assert backtest_id(key({"n_fast": 10.0, "sl_atr": 2})) == backtest_id(key({"n_fast": 10}))
+    assert backtest_id(key({"n_fast": 10})) != backtest_id(key({}))
+
+
+def test_a_run_given_its_default_parameters_is_skipped(ledger: Ledger, btledger_home: Path) -> None:
+    base = {**BATCH, "strategies": ["SmaCross"], "tickers": ["EURUSD"], "timeframes": ["D1"]}
+    with WorkerPool(1) as pool:
+        (first,) = run_batches(ledger, [parse(RunBatch, base)], pool, btledger_home).results
+        explicit = {**base, "params": {"n_fast": 12.0, "sl_atr": 2}}
+        (again,) = run_batches(ledger, [parse(RunBatch, explicit)], pool, btledger_home).results
+    assert first.status == "recorded"
+    assert (again.status, again.id) == ("skipped", first.id)
 
 
 def test_deleted_results_are_rerun_only_when_asked(ledger: Ledger, btledger_home: Path) -> None:
