@@ -5,6 +5,7 @@ Entrypoints (CLI, HTTP app, benchmarks) get their parts here, so configuration l
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,8 @@ from btledger.domain.ledger import Ledger, store_env
 if TYPE_CHECKING:
     from btledger.domain.batch import Progress
     from btledger.engine.pool import WorkerPool
+
+log = logging.getLogger(__name__)
 
 
 def open_ledger(home: Path | None = None) -> Ledger:
@@ -32,7 +35,7 @@ def open_pool(workers: int | None = None) -> WorkerPool:
     return WorkerPool(workers or settings.workers or None, settings=settings)
 
 
-def catch_up(ledger: Ledger, home: Path | None = None) -> int:
+def catch_up(ledger: Ledger, home: Path | None = None) -> None:
     """Bring the read model up to the ledger's head (read-your-writes for a command just run).
 
     In this process when it can own the DuckDB file; when `btledger serve` owns it, wait until the
@@ -42,14 +45,30 @@ def catch_up(ledger: Ledger, home: Path | None = None) -> int:
     from btledger.projections.readmodel import ReadModel
 
     home = home or default_home()
-    head = ledger.head()
-    client = Client.for_home(home)
-    if client is not None:
-        with client:
-            client.wait_for(head)
-        return head
-    with ReadModel.open(home / "readmodel.duckdb") as readmodel:
-        return readmodel.catch_up(ledger)
+    with _behind_when_unreachable():
+        client = Client.for_home(home)
+        if client is not None:
+            with client:
+                client.wait_for(ledger.head())
+            return
+        with ReadModel.open(home / "readmodel.duckdb") as readmodel:
+            readmodel.catch_up(ledger)
+
+
+@contextmanager
+def _behind_when_unreachable() -> Iterator[None]:
+    """A change is in the ledger once appended: a read model that another process holds (or a server that
+    does not answer) only shows it later, at its next catch-up. Said on stderr; the command succeeded."""
+    from btledger.api.client import ServerUnavailable
+    from btledger.projections.readmodel import ReadModelLocked
+
+    try:
+        yield
+    except ReadModelLocked as error:
+        holder = f"process {error.pid}" if error.pid else "another process"
+        log.warning("recorded; the read model, in use by %s, shows it at its next catch-up", holder)
+    except ServerUnavailable as error:
+        log.warning("recorded; the read model shows it once the server catches up (%s)", error)
 
 
 @contextmanager
@@ -68,5 +87,5 @@ def projecting(ledger: Ledger, home: Path | None = None) -> Iterator[Callable[[P
         yield lambda _: None
         catch_up(ledger, home)
         return
-    with BatchProjection(ledger, home / "readmodel.duckdb") as projection:
+    with _behind_when_unreachable(), BatchProjection(ledger, home / "readmodel.duckdb") as projection:
         yield projection.observe

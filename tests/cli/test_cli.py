@@ -276,3 +276,42 @@ def test_the_readme_plan_example_runs(btledger_home: Path, tmp_path: Path) -> No
     plan.write_text(example)
     report = cli_json("run", "--plan", str(plan), "--workers", "2")
     assert report["summary"] == {"recorded": 12, "skipped": 0, "failed": 0}
+
+
+def test_changes_made_while_another_process_holds_the_read_model_are_recorded_and_shown_later(
+    btledger_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ledger is the truth: a change appended while another process owns the DuckDB file succeeds
+    (exit 0, its output, a warning on stderr) and the read model shows it at its next catch-up."""
+    import subprocess
+    import sys
+
+    recorded = cli_json("run", *EURUSD, "--timeframe", "H4", "--workers", "1")["results"][0]
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready'); input()",
+            str(btledger_home / "readmodel.duckdb"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        before = event_count(btledger_home)
+        favorite = cli("favorite", recorded["id"], "--json")
+        run = cli("run", *EURUSD, "--timeframe", "D1", "--workers", "1", "--json")
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert favorite.exit_code == 0, favorite.output
+    assert json.loads(favorite.stdout)["favorite"] is True
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["summary"] == {"recorded": 1, "skipped": 0, "failed": 0}
+    # The CLI's log handler writes these warnings to stderr.
+    assert caplog.text.count(f"recorded; the read model, in use by process {holder.pid}") == 2
+    assert event_count(btledger_home) == before + 3  # FavoriteToggled; Registered, ResultRecorded
+    shown = cli_json("search", "--favorites")
+    assert [item["id"] for item in shown["items"]] == [recorded["id"]]
+    assert cli_json("search")["total"] == 2
