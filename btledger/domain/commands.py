@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from datetime import date
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from btledger.config import ConfigError, load_instruments, load_settings, load_timeframes
 from btledger.domain.errors import InvalidInput
@@ -27,6 +36,46 @@ C = TypeVar("C", bound=BaseModel)
 
 class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _a_number(value: Any) -> Any:
+    # pydantic's lax mode reads true as 1 and "1.3" as 1.3: a body that says that is wrong, not a number.
+    if isinstance(value, bool | str):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+def _a_bool(value: Any) -> Any:
+    # Not pydantic's StrictBool: Litestar validates bodies with strict=False, which overrides it.
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _a_day(value: Any) -> Any:
+    # Lax mode reads 1104537600 as a unix time and "2005-01-01T00:00" as a day: only a day is one.
+    if type(value) is date:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return value
+    raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
+
+
+def _numbers(value: Any) -> Any:
+    # Checked as a list, so that the error names the field (`risks`), not an item of it (`risks.0`).
+    return [_a_number(item) for item in value] if isinstance(value, list) else value
+
+
+#: A number given as one (int or float): not a bool, not text.
+Number = Annotated[float, BeforeValidator(_a_number)]
+#: A list of numbers, each given as one.
+Numbers = Annotated[list[float], BeforeValidator(_numbers)]
+#: A whole number given as one.
+WholeNumber = Annotated[int, BeforeValidator(_a_number)]
+#: true or false, given as one.
+Flag = Annotated[bool, BeforeValidator(_a_bool)]
+#: A calendar day, as a date or "YYYY-MM-DD" text.
+Day = Annotated[date, BeforeValidator(_a_day)]
 
 
 def _known(field: str, values: list[str], known: list[str]) -> list[str]:
@@ -42,13 +91,13 @@ class RunBatch(_Command):
     strategies: list[str] = Field(min_length=1, max_length=100)
     tickers: list[str] = Field(min_length=1, max_length=1000)
     timeframes: list[str] = Field(min_length=1, max_length=20)
-    risks: list[float] = Field(min_length=1, max_length=100)
-    date_from: date
-    date_to: date
-    initial_cash: float | None = Field(None, description="Default: settings.initial_cash.")
+    risks: Numbers = Field(min_length=1, max_length=100)
+    date_from: Day
+    date_to: Day
+    initial_cash: Number | None = Field(None, description="Default: settings.initial_cash.")
     method: str = Field("pa", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")
     params: dict[str, JsonScalar] = Field(default_factory=dict, max_length=50)
-    rerun: bool = False
+    rerun: Flag = False
     plot: Literal["none", "temp", "persist"] = "none"
 
     @field_validator("strategies")

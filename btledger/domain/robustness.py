@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from btledger.domain.commands import _Command, parse
+from btledger.domain.commands import Number, WholeNumber, _Command, parse
 from btledger.domain.errors import Conflict, InvalidInput
 from btledger.domain.ledger import Ledger
 from btledger.engine.result import RunSpec
@@ -28,21 +28,21 @@ MAX_SEED = 2**63 - 1
 
 
 class MonteCarloTest(_Command):
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
-    paths: int = Field(10_000, gt=0, le=1_000_000)
-    trades_per_path: int | None = Field(None, gt=0, le=100_000)
-    ruin_threshold_pct: float = Field(10.0, gt=0, lt=100, description="Ruin = equity falls this % below cash.")
+    seed: WholeNumber | None = Field(None, ge=0, le=MAX_SEED)
+    paths: WholeNumber = Field(10_000, gt=0, le=1_000_000)
+    trades_per_path: WholeNumber | None = Field(None, gt=0, le=100_000)
+    ruin_threshold_pct: Number = Field(10.0, gt=0, lt=100, description="Ruin = equity falls this % below cash.")
     method: Literal["bootstrap", "normal"] = "bootstrap"
 
 
 class LuckTest(_Command):
-    percent: float = Field(5.0, gt=0, lt=50, description="Share of trades removed at each end, in %.")
+    percent: Number = Field(5.0, gt=0, lt=50, description="Share of trades removed at each end, in %.")
 
 
 class RandomTest(_Command):
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
-    runs: int = Field(10, gt=0, le=200, description="Random-trader backtests to pool.")
-    iterations: int = Field(1000, gt=0, le=100_000, description="Bootstrap resamples.")
+    seed: WholeNumber | None = Field(None, ge=0, le=MAX_SEED)
+    runs: WholeNumber = Field(10, gt=0, le=200, description="Random-trader backtests to pool.")
+    iterations: WholeNumber = Field(1000, gt=0, le=100_000, description="Bootstrap resamples.")
 
 
 OPTIONS: dict[str, type[_Command]] = {"montecarlo": MonteCarloTest, "luck": LuckTest, "random": RandomTest}

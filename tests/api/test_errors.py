@@ -52,6 +52,13 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("POST", "/backtests", {"json": batch(initial_cash=-5)}, 400, "initial_cash"),
     ("POST", "/backtests", {"json": batch(plot="sometimes")}, 400, "plot"),
     ("POST", "/backtests", {"json": batch(rerun="perhaps")}, 400, "rerun"),
+    # values pydantic's lax mode would convert: a bool or text for a number, text for a bool, not a day
+    ("POST", "/backtests", {"json": batch(risks=[True])}, 400, "risks"),
+    ("POST", "/backtests", {"json": batch(risks=["1.3"])}, 400, "risks"),
+    ("POST", "/backtests", {"json": batch(initial_cash="50000")}, 400, "initial_cash"),
+    ("POST", "/backtests", {"json": batch(rerun="yes")}, 400, "rerun"),
+    ("POST", "/backtests", {"json": batch(date_from=1104537600)}, 400, "date_from"),
+    ("POST", "/backtests", {"json": batch(date_to="2018-02-01T00:00")}, 400, "date_to"),
     (
         "POST",
         "/backtests",
@@ -95,6 +102,9 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     # robustness tests
     ("POST", "/backtests/{id}/tests/bogus", {}, 400, "kind"),
     ("POST", "/backtests/{id}/tests/montecarlo", {"json": {"paths": 0}}, 400, "paths"),
+    ("POST", "/backtests/{id}/tests/montecarlo", {"json": {"paths": True}}, 400, "paths"),
+    ("POST", "/backtests/{id}/tests/montecarlo", {"json": {"paths": "10"}}, 400, "paths"),
+    ("POST", "/backtests/{id}/tests/luck", {"json": {"percent": "5"}}, 400, "percent"),
     ("POST", "/backtests/{id}/tests/luck", {"json": {"percent": 50}}, 400, "percent"),
     ("POST", "/backtests/{id}/tests/luck", {"json": {"paths": 10}}, 400, "paths"),
     ("POST", "/backtests/{id}/tests/luck", {"json": [1, 2]}, 400, "body"),
