@@ -158,9 +158,21 @@ class RunBatch(_Command):
                 raise _FieldError(error.field, str(error).removeprefix(f"{error.field}: ")) from None
         return self
 
+    @model_validator(mode="after")
+    def _not_too_many(self) -> RunBatch:
+        if self.combinations > MAX_COMBINATIONS:
+            raise _FieldError("batch", _too_many(self.combinations))
+        return self
+
+    @property
+    def combinations(self) -> int:
+        """How many combinations `specs()` gives."""
+        return math.prod(len(set(names)) for names in (self.strategies, self.tickers, self.timeframes, self.risks))
+
     def specs(self) -> list[RunSpec]:
         """The combinations, deduplicated, in a stable order."""
         cash = self.initial_cash if self.initial_cash is not None else load_settings().initial_cash
+        params = {name: get_strategy(name).key_params(self.params) for name in dict.fromkeys(self.strategies)}
         combos = itertools.product(
             dict.fromkeys(self.strategies),
             dict.fromkeys(self.tickers),
@@ -177,7 +189,7 @@ class RunBatch(_Command):
                 date_to=self.date_to,
                 initial_cash=float(cash),
                 method=self.method,
-                params=get_strategy(strategy).key_params(self.params),
+                params=dict(params[strategy]),
             )
             for strategy, ticker, timeframe, risk in combos
         ]
@@ -185,6 +197,13 @@ class RunBatch(_Command):
 
 #: Most batches one plan may hold.
 MAX_PLAN_BATCHES = 1000
+#: Most combinations one batch or plan may hold: a few hours of backtests on a workstation. Each is
+#: planned, and followed by a job's progress, in memory; a larger study is several runs.
+MAX_COMBINATIONS = 100_000
+
+
+def _too_many(count: int) -> str:
+    return f"{count:,} combinations (strategies × tickers × timeframes × risks); at most {MAX_COMBINATIONS:,} at once"
 
 
 def parse_plan(data: Any) -> list[RunBatch]:
@@ -203,6 +222,8 @@ def parse_plan(data: Any) -> list[RunBatch]:
             commands.append(parse(RunBatch, batch))
         except InvalidInput as error:
             raise InvalidInput(f"batches[{number}].{error.field}", error.problem) from None
+    if (count := sum(command.combinations for command in commands)) > MAX_COMBINATIONS:
+        raise InvalidInput("batches", _too_many(count))
     plan_specs(commands)
     return commands
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from btledger.domain import commands
 from btledger.domain.backtest import backtest_id
 from btledger.domain.batch import Progress, run_batches
 from btledger.domain.commands import RunBatch, parse, parse_plan
@@ -116,6 +117,9 @@ def test_a_combination_in_two_batches_is_refused_before_anything_runs(ledger: Le
     assert ledger.head() == 0
 
 
+MANY = {**BATCH, "risks": [n / 10 for n in range(1, 101)]}
+
+
 @pytest.mark.parametrize(
     ("plan", "field", "problem"),
     [
@@ -127,6 +131,12 @@ def test_a_combination_in_two_batches_is_refused_before_anything_runs(ledger: Le
         ({"batches": [{**BATCH, "risks": [0]}]}, "batches[0].risks", "must be in (0, 100]"),
         ({"batches": [{**BATCH, "tickers": ["NOPE"]}]}, "batches[0].tickers", "unknown ticker 'NOPE'"),
         ({"batches": [BATCH, {**BATCH, "risks": [2.0, 1.0]}]}, "batches[1]", "risk 1 from 2017-05-01 to 2018-02-01 is"),
+        # 2 strategies × 2 tickers × 2 timeframes × 100 risks = 800 a batch, each over its own range: 126 of them
+        (
+            {"batches": [{**MANY, "date_from": f"{1890 + n}-01-01"} for n in range(126)]},
+            "batches",
+            "100,800 combinations",
+        ),
     ],
 )
 def test_a_bad_plan_names_the_batch_and_the_field(plan: object, field: str, problem: str) -> None:
@@ -159,6 +169,17 @@ def test_a_run_given_its_default_parameters_is_skipped(ledger: Ledger, btledger_
         (again,) = run_batches(ledger, [parse(RunBatch, explicit)], pool, btledger_home).results
     assert first.status == "recorded"
     assert (again.status, again.id) == ("skipped", first.id)
+
+
+def test_a_batch_of_more_combinations_than_a_run_takes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commands, "MAX_COMBINATIONS", 15)
+    assert parse(RunBatch, {**BATCH, "risks": [1, 1.0]}).combinations == 8  # 2 × 2 × 2 × 1: 1 and 1.0 are one risk
+    with pytest.raises(InvalidInput) as refused:
+        parse(RunBatch, {**BATCH, "risks": [1, 2]})
+    assert (refused.value.field, refused.value.problem) == (
+        "batch",
+        "16 combinations (strategies × tickers × timeframes × risks); at most 15 at once",
+    )
 
 
 def test_deleted_results_are_rerun_only_when_asked(ledger: Ledger, btledger_home: Path) -> None:

@@ -125,7 +125,7 @@ class Jobs:
 
     def submit(self, commands: list[RunBatch]) -> Job:
         """Queue one batch, or a plan's batches to run as one."""
-        job = Job(id=uuid.uuid4().hex, total=sum(len(c.specs()) for c in commands), loop=asyncio.get_running_loop())
+        job = Job(id=uuid.uuid4().hex, total=sum(c.combinations for c in commands), loop=asyncio.get_running_loop())
         self._jobs[job.id] = job
         self._forget_old()
         self._executor.submit(self._execute, job, commands)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -47,7 +48,8 @@ async def run_plan(
 ) -> Response[JobAccepted]:
     """Queue several batches (e.g. each ticker over its own date range) as one job: one pool, one
     numbering, no worker waiting for a batch's last combination. Validated in full before anything runs."""
-    return _accepted(services.jobs.submit(parse_plan(data)))
+    # Off the event loop: a plan of many combinations takes a while to check.
+    return _accepted(services.jobs.submit(await asyncio.to_thread(parse_plan, data)))
 
 
 def _accepted(job: Job) -> Response[JobAccepted]:
