@@ -1,8 +1,10 @@
 """Audit: re-run a recorded result and say whether it reproduces.
 
 A result reproduces when the same key on data with the same fingerprint, with strategy code of the
-same fingerprint, gives every metric again. Changed data or changed code is reported as such, not
-as a mismatch: the ledger cannot expect the same numbers from different inputs.
+same fingerprint and the same costs (instruments config), gives every metric again. Changed data, code
+or costs are reported as such, not as a mismatch: the ledger cannot expect the same numbers from
+different inputs. (The risk-free rate in settings is not recorded with a result: changed, it shows as a
+mismatch of the Sharpe ratio.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from btledger.domain.errors import Conflict
 from btledger.domain.ledger import Ledger
 from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
 
-Verdict = Literal["reproduced", "mismatch", "data_changed", "strategy_changed"]
+Verdict = Literal["reproduced", "mismatch", "data_changed", "strategy_changed", "costs_changed"]
 
 #: Relative tolerance for float metrics: a re-run is deterministic, this only absorbs libm noise.
 REL_TOL = 1e-9
@@ -66,6 +68,8 @@ def verify(ledger: Ledger, backtest: UUID, run: Callable[[RunSpec], BacktestOutc
         verdict = "data_changed"
     elif current.strategy_fingerprint != recorded.strategy_fingerprint:
         verdict = "strategy_changed"
+    elif current.costs != recorded.costs:
+        verdict = "costs_changed"
     else:
         for section in ("metrics", "trade_performance"):
             old, new = getattr(recorded, section), getattr(current, section)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from btledger.api.cli import app
+from btledger.config import clear_config_cache
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
 
 EURUSD = ["--strategy", "SmaCross", "--ticker", "EURUSD", "--risk", "1", "--from", "2017-06-01", "--to", "2017-12-01"]
@@ -99,6 +102,20 @@ def test_verify_reproduces_a_recorded_result(btledger_home: Path) -> None:
     verdict = cli_json("verify", run["results"][0]["id"])
     assert verdict["verdict"] == "reproduced"
     assert verdict["mismatches"] == [] and verdict["metrics_checked"] > 16
+
+    # The instruments config changes EURUSD's spread: other costs, other numbers, and said so.
+    shipped = (Path(__file__).parents[2] / "btledger" / "configs" / "instruments.yaml").read_text()
+    assert "EURUSD: {category: Forex, leverage: 30, spread: 0.000015," in shipped
+    (btledger_home / "configs").mkdir()
+    (btledger_home / "configs" / "instruments.yaml").write_text(
+        shipped.replace(
+            "EURUSD: {category: Forex, leverage: 30, spread: 0.000015,",
+            "EURUSD: {category: Forex, leverage: 30, spread: 0.0001,",
+        )
+    )
+    clear_config_cache()
+    changed = cli_json("verify", run["results"][0]["id"])
+    assert (changed["verdict"], changed["mismatches"]) == ("costs_changed", [])
 
 
 def test_robustness_test_command(btledger_home: Path) -> None:
@@ -283,9 +300,6 @@ def test_changes_made_while_another_process_holds_the_read_model_are_recorded_an
 ) -> None:
     """The ledger is the truth: a change appended while another process owns the DuckDB file succeeds
     (exit 0, its output, a warning on stderr) and the read model shows it at its next catch-up."""
-    import subprocess
-    import sys
-
     recorded = cli_json("run", *EURUSD, "--timeframe", "H4", "--workers", "1")["results"][0]
     holder = subprocess.Popen(
         [
