@@ -14,12 +14,17 @@ from btledger.domain.errors import InvalidInput
 
 @cache
 def _query_names(handler: HTTPRouteHandler) -> frozenset[str]:
-    """The query parameters `handler` declares (every handler declares them with QueryParameter/FromQuery)."""
+    """The query parameters `handler` declares (every handler declares them with QueryParameter/FromQuery).
+
+    Its dependencies (`services`) are left out: Litestar describes a named dependency as a query parameter.
+    """
+    dependencies = handler.resolve_dependencies()
     return frozenset(
         parameter.kwarg_definition.name or name
         for name, parameter in handler.parsed_fn_signature.parameters.items()
         if isinstance(parameter.kwarg_definition, ParameterKwarg)
         and parameter.kwarg_definition.param_type == ParamType.QUERY
+        and name not in dependencies
     )
 
 
