@@ -180,3 +180,12 @@ def test_no_trades_and_bad_columns_are_rejected() -> None:
     with pytest.raises(RobustnessInputError, match=r"^trades: "):
         montecarlo({"return_pct": [1.0, None], "size": [1.0, 1.0], "net_pnl": [1.0, 1.0]}, seed=1)
     assert str(RobustnessInputError("paths", "must be > 0")) == "paths: must be > 0"
+
+
+def test_a_test_of_more_steps_than_one_request_may_take_is_refused() -> None:
+    data = trades([1.0, -1.0])
+    assert montecarlo(data, paths=100_000, trades_per_path=1_000, seed=0).parameters["paths"] == 100_000  # 1e8
+    with pytest.raises(RobustnessInputError) as refused:
+        montecarlo(data, paths=100_001, trades_per_path=1_000, seed=0)
+    assert refused.value.field == "paths"
+    assert "100,001 paths × 1,000 trades is 100,001,000 steps; at most 100,000,000" in str(refused.value)

@@ -129,6 +129,11 @@ def simulate_paths(
     return MonteCarloPaths(np.concatenate(finals), np.concatenate(drawdowns), np.concatenate(ruined))
 
 
+#: Most simulated trades (paths × trades per path) one test may take: about 1.5 s here (1e9 took 14.5 s).
+#: A server runs tests beside its other changes, so one request must not hold it for minutes.
+MAX_STEPS = 100_000_000
+
+
 def montecarlo(
     trades: BacktestOutcome | Trades,
     *,
@@ -155,6 +160,10 @@ def montecarlo(
     if buckets.size != returns_pct.size:
         raise RobustnessInputError("trades", "columns return_pct, size and net_pnl differ in length")
     steps = returns_pct.size if trades_per_path is None else positive_int("trades_per_path", trades_per_path)
+    if paths * steps > MAX_STEPS:
+        raise RobustnessInputError(
+            "paths", f"{paths:,} paths × {steps:,} trades is {paths * steps:,} steps; at most {MAX_STEPS:,} a test"
+        )
     seed = resolve_seed(seed)
 
     simulated = simulate_paths(
