@@ -14,7 +14,7 @@ from btledger import bootstrap
 from btledger.api import render
 from btledger.config import YamlError, home, read_yaml
 from btledger.domain.audit import verify as verify_result
-from btledger.domain.batch import BatchReport, remove_plots, run_batches
+from btledger.domain.batch import BatchReport, run_batches
 from btledger.domain.batch import Progress as BatchProgress
 from btledger.domain.commands import RunBatch, parse, parse_plan
 from btledger.domain.errors import InvalidInput, NotFound
@@ -99,7 +99,6 @@ def delete(id_or_prefix: str, reason: str) -> UUID:
     ledger = bootstrap.open_ledger()
     identity = ledger.resolve(id_or_prefix)
     ledger.delete(identity, reason)
-    remove_plots(home(), identity)
     bootstrap.catch_up(ledger)
     return identity
 
@@ -119,8 +118,6 @@ def delete_strategy(name: str) -> list[UUID]:
     ids, _ = ledger.delete_strategy(name)
     if not ids and name not in registry():  # as DELETE /strategies/{name} answers 404
         raise NotFound(f"no strategy named {name!r} is registered or has results", field="name")
-    for identity in ids:
-        remove_plots(home(), identity)
     bootstrap.catch_up(ledger)
     return ids
 

@@ -81,10 +81,6 @@ class RunsBacktests(Protocol):
     ) -> Iterator[tuple[RunSpec, BacktestOutcome | None, str | None]]: ...
 
 
-#: Plot modes that write a file ("none" writes nothing).
-PLOT_MODES = ("persist", "temp")
-
-
 def plot_path(home: Path, mode: str, backtest: UUID) -> Path | None:
     """Where a run's HTML plot goes: `plots/` to keep, `plots/temp/` for a throw-away look."""
     if mode == "persist":
@@ -94,12 +90,19 @@ def plot_path(home: Path, mode: str, backtest: UUID) -> Path | None:
     return None
 
 
-def remove_plots(home: Path, backtest: UUID) -> None:
-    """Delete a result's plot files: a deleted result shows no plot (its history keeps the path)."""
-    for mode in PLOT_MODES:
-        path = plot_path(home, mode, backtest)
-        if path is not None:
-            path.unlink(missing_ok=True)
+def recorded_plot(home: Path, backtest: UUID, recorded: str | None) -> Path | None:
+    """The plot file of a result that recorded the path `recorded`: that file, else (the data directory
+    has moved) its namesake under `home`; None when the result made no plot or the file is gone.
+
+    Chosen by the result, not by its id: a rerun without a plot leaves the previous run's file on disk.
+    """
+    if recorded is None:
+        return None
+    mode = "temp" if Path(recorded).parent.name == "temp" else "persist"
+    for path in (Path(recorded), plot_path(home, mode, backtest)):
+        if path is not None and path.is_file():
+            return path
+    return None
 
 
 def _skipped(

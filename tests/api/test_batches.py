@@ -94,15 +94,25 @@ def test_a_failing_combination_is_reported_and_the_others_recorded(client: Clien
     assert client.get(f"/jobs/{job_id}").json()["counts"]["failed"] == 1
 
 
-def test_plots_are_written_served_and_removed_with_their_result(client: Client, btledger_home: Path) -> None:
+def test_a_plot_is_served_while_its_result_is_live_and_current(client: Client, btledger_home: Path) -> None:
     _, stream = run(client, {**BATCH, "timeframes": ["H4"], "plot": "persist"})
     target = stream[-2].data["id"]
-    assert (btledger_home / "plots" / f"{target}.html").is_file()
+    file = btledger_home / "plots" / f"{target}.html"
+    assert file.is_file()
     plot = client.get(f"/backtests/{target}/plot")
     assert plot.status_code == 200 and "bokeh" in plot.text.lower()
+
     assert client.delete(f"/backtests/{target}").status_code == 200
-    assert not (btledger_home / "plots" / f"{target}.html").exists()
-    assert client.get(f"/backtests/{target}/plot").status_code == 404
+    deleted = client.get(f"/backtests/{target}/plot")
+    assert deleted.status_code == 404 and "deleted" in deleted.json()["detail"]
+    assert file.is_file()  # a tombstone: the restore brings it back
+    assert client.post(f"/backtests/{target}/restore").status_code == 200
+    assert client.get(f"/backtests/{target}/plot").text == plot.text
+
+    # A rerun without a plot: the previous run's file is not this result's.
+    run(client, {**BATCH, "timeframes": ["H4"], "rerun": True})
+    superseded = client.get(f"/backtests/{target}/plot")
+    assert superseded.status_code == 404 and "no plot was made" in superseded.json()["detail"]
 
 
 GOOG_BATCH = {**BATCH, "tickers": ["GOOG"], "timeframes": ["D1"], "date_from": "2010-01-01", "date_to": "2013-01-01"}

@@ -3,6 +3,8 @@ strategies, health, SQL and the OpenAPI schema."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -14,6 +16,7 @@ from btledger.engine.registry import registry
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS
 from btledger.projections import schema as s
 from tests.api.conftest import ROWS, Seeded, Shared
+from tests.domain.factories import outcome
 
 Client = TestClient[Any]
 
@@ -101,15 +104,21 @@ def test_trades_and_history(shared: Shared) -> None:
     assert history[0]["position"] < history[1]["position"]
 
 
-def test_plot_is_served_from_plots_or_plots_temp(shared: Shared) -> None:
-    api, seeded = shared.client, shared.seeded
-    btledger_home = shared.home
+def test_plot_is_the_file_its_result_recorded(
+    api: TestClient[Any], seeded: dict[str, Seeded], ledger: Ledger, btledger_home: Path
+) -> None:
     kept, temporary = seeded["sma_eur_h1"].id, seeded["sma_eur_h4"].id
     response = api.get(f"/backtests/{kept}/plot")
     assert response.status_code == 404 and "no plot" in response.json()["detail"]
     (btledger_home / "plots" / "temp").mkdir(parents=True)
     (btledger_home / "plots" / f"{kept}.html").write_text("<html>kept</html>")
     (btledger_home / "plots" / "temp" / f"{temporary}.html").write_text("<html>temp</html>")
+    assert api.get(f"/backtests/{kept}/plot").status_code == 404  # a file by its id, but its result made none
+
+    # Results that made them; the second was recorded in a data directory since moved here.
+    recorded = {kept: btledger_home / "plots" / f"{kept}.html", temporary: f"/moved/plots/temp/{temporary}.html"}
+    for identity, path in recorded.items():
+        ledger.record_outcome(ledger.get(UUID(identity)).spec, replace(outcome(), plot_path=str(path)))
     response = api.get(f"/backtests/{kept}/plot")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     assert response.text == "<html>kept</html>"

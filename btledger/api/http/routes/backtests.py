@@ -28,7 +28,7 @@ from btledger.api.http.schemas import (
 )
 from btledger.api.http.services import Services
 from btledger.domain.backtest import MAX_REASON_LENGTH
-from btledger.domain.batch import PLOT_MODES, plot_path, remove_plots
+from btledger.domain.batch import recorded_plot
 from btledger.domain.errors import NotFound
 from btledger.domain.robustness import KINDS, run_robustness_test
 from btledger.projections import queries
@@ -140,12 +140,16 @@ async def history(services: NamedDependency[Services], backtest_id: IdPath) -> R
     sync_to_thread=True,
 )
 def plot(services: NamedDependency[Services], backtest_id: IdPath) -> File:
+    """The plot its current result made; a deleted result shows none (its file stays for a restore)."""
     identity = services.ledger.resolve(backtest_id)
-    for mode in PLOT_MODES:
-        path = plot_path(services.home, mode, identity)
-        if path is not None and path.is_file():
-            return File(path, media_type="text/html", content_disposition_type="inline")
-    raise NotFound(f"no plot was made for backtest {identity} (run it with plot 'persist' or 'temp')")
+    result = services.ledger.get(identity)
+    if result.status != "recorded":
+        raise NotFound(f"backtest {identity} is {result.status}: it has no live result to plot", "id")
+    assert result.outcome is not None  # recorded
+    path = recorded_plot(services.home, identity, result.outcome.plot_path)
+    if path is None:
+        raise NotFound(f"no plot was made for backtest {identity}'s result (run it with plot 'persist' or 'temp')")
+    return File(path, media_type="text/html", content_disposition_type="inline")
 
 
 @put(
@@ -175,10 +179,9 @@ def delete_backtest(
     backtest_id: IdPath,
     reason: Annotated[str, QueryParameter(min_length=1, max_length=MAX_REASON_LENGTH)] = "deleted by user",
 ) -> DeletionResult:
-    """A tombstone: the history stays and a restore brings the result back. Its plot file is removed."""
+    """A tombstone: the history stays and a restore brings the result back, its plot too."""
     identity = services.ledger.resolve(backtest_id)
     position = services.ledger.delete(identity, reason)
-    remove_plots(services.home, identity)
     services.settle(position)
     return DeletionResult(id=str(identity), deleted=True, position=position)
 

@@ -11,7 +11,6 @@ from litestar.params import PathParameter
 from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
 from btledger.api.http.schemas import StrategyDeletion, StrategyInfo
 from btledger.api.http.services import Services
-from btledger.domain.batch import remove_plots
 from btledger.domain.errors import NotFound
 from btledger.engine.registry import registry
 
@@ -35,12 +34,10 @@ async def strategies() -> list[StrategyInfo]:
 def delete_strategy(
     services: NamedDependency[Services], name: Annotated[str, PathParameter(min_length=1, max_length=200)]
 ) -> StrategyDeletion:
-    """All at once, atomically; each result's history shows the strategy deletion. Plot files are removed."""
+    """All at once, atomically; each result's history shows the strategy deletion."""
     ids, position = services.ledger.delete_strategy(name)
     if not ids and name not in registry():
         raise NotFound(f"no strategy named {name!r} is registered or has results", field="name")
-    for identity in ids:
-        remove_plots(services.home, identity)
     services.settle(position)
     return StrategyDeletion(strategy=name, deleted=[str(i) for i in ids], position=position)
 
