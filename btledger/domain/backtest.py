@@ -8,7 +8,7 @@ decorates is the pure function that applies it.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -183,6 +183,11 @@ class Backtest(Aggregate):
     @event(Deleted)
     def delete(self, reason: str) -> None:
         self.deleted = True
+
+    def delete_at(self, reason: str, timestamp: datetime) -> None:
+        """Delete as part of one change to many results, all at its one moment (DeleteStrategy): a ranking
+        asked as of any time then sees all of them deleted, or none."""
+        self.trigger_event(self.Deleted, reason=reason, timestamp=timestamp)
 
     class Restored(Aggregate.Event):
         pass

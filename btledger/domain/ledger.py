@@ -323,8 +323,9 @@ class Ledger(Application[UUID]):
         """Delete every live result of `strategy` in one atomic save."""
         ids = {e.originator_id for e in self.registrations() if e.strategy == strategy}
         live = [b for b in (self.repository.get(i) for i in ids) if b.status == "recorded"]
+        at = Backtest.Deleted.create_timestamp()
         for aggregate in live:
-            aggregate.delete(reason=STRATEGY_DELETED)
+            aggregate.delete_at(STRATEGY_DELETED, at)
         if not live:
             return [], self.head()
         return [b.id for b in live], self._save(*live)

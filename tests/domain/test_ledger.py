@@ -110,6 +110,8 @@ def test_delete_strategy_deletes_every_live_result_in_one_save(ledger: Ledger) -
     positions = sorted(ledger.history(i)[-1].position for i in ids[1:])
     assert positions == [position - 1, position]
     assert all(ledger.history(i)[-1].payload == {"reason": STRATEGY_DELETED} for i in ids[1:])
+    # At one moment too: a ranking as of any time sees the strategy's results all deleted or all live.
+    assert len({ledger.history(i)[-1].recorded_at for i in ids[1:]}) == 1
     assert ledger.get(kept).status == "recorded"
     # A result recorded later for the strategy is live again.
     later, _ = ledger.record_outcome(spec(ticker="AAPL"), outcome())
