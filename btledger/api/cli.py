@@ -198,6 +198,8 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():
             fail(f"param: expected NAME=VALUE with NAME an identifier, got {item!r}", 2)
+        if name in params:  # a batch takes one value per parameter; the last one winning hid the first
+            fail(f"param: {name} is given twice", 2)
         params[name] = _scalar(value)
     return params
 

@@ -300,6 +300,8 @@ class Ledger(Application[UUID]):
     def delete(self, backtest: UUID, reason: str = "deleted by user") -> int:
         if not 1 <= len(reason) <= MAX_REASON_LENGTH:
             raise InvalidInput("reason", f"must be 1 to {MAX_REASON_LENGTH} characters long, got {len(reason)}")
+        if not reason.strip():
+            raise InvalidInput("reason", "must say something, got only spaces")
 
         def delete(aggregate: Backtest) -> None:
             if aggregate.deleted:

@@ -69,6 +69,7 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("POST", "/backtests", {"json": batch(surprise=1)}, 400, "surprise"),
     ("POST", "/backtests", {"json": {k: v for k, v in BATCH.items() if k != "tickers"}}, 400, "tickers"),
     ("POST", "/backtests", {"json": [BATCH]}, 400, "body"),
+    ("POST", "/backtests", {}, 400, "body"),  # no body at all
     (
         "POST",
         "/backtests",

@@ -135,6 +135,7 @@ RUN_CASES = [
     (run_args(param="nosuch=1"), "params: unknown parameter 'nosuch'"),
     (run_args(param="../x=1"), "param: expected NAME=VALUE"),
     (run_args(param=HUGE), "param: expected NAME=VALUE"),
+    ([*run_args(param="n_fast=5"), "--param", "n_fast=7"], "param: n_fast is given twice"),
     (run_args(plot="../../etc/passwd"), "plot: Input should be"),
     (run_args(workers="-1"), "workers: must be at least 1"),
 ]
@@ -249,6 +250,10 @@ def test_a_change_that_does_not_apply_exits_1(home: Path, result_id: str) -> Non
 def test_a_deletion_reason_that_is_empty_or_too_long_is_refused(home: Path, result_id: str, reason: str) -> None:
     assert_refused(home, ["delete", result_id, "--reason", reason], 2, "reason: must be 1 to 500 characters long")
     assert invoke("delete", result_id, "--reason", "x" * 500).exit_code == 0
+
+
+def test_a_deletion_reason_of_spaces_only_is_refused(home: Path, result_id: str) -> None:
+    assert_refused(home, ["delete", result_id, "--reason", "   "], 2, "reason: must say something")
 
 
 TEST_CASES = [

@@ -26,7 +26,7 @@ def require_token(token: str) -> Guard:
         scheme, _sep, given = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
             raise NotAuthorizedException(
-                f"this server requires 'Authorization: Bearer <token>' for changes (the token in {TOKEN_ENV})",
+                f"this server requires 'Authorization: Bearer <token>' for changes and SQL (the token in {TOKEN_ENV})",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 

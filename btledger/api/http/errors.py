@@ -61,6 +61,8 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     key = first.get("key")
     field = (key if key != "data" else None) or _model_level_field(exc) or "body"  # `data` is the body itself
     detail = str(first.get("message") or exc.detail).removeprefix("Value error, ")
+    if field == "body" and detail == "'data'":  # Litestar's words for a request without a body
+        detail = "a JSON body is required"
     return error_response(400, detail, field)
 
 
