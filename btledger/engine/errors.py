@@ -21,3 +21,24 @@ class SpecError(ValueError):
 class DataError(SpecError):
     """No usable price data for the request: unknown ticker, finer timeframe than the data, empty range,
     unreadable file, or a data source that cannot be reached."""
+
+
+def describe(error: BaseException) -> str:
+    """`Type: message`, followed by what caused it: `(caused by Type: message)`, down the chain.
+
+    Where only the text is kept (a recorded failure, a parked event, a failed job) the traceback is gone,
+    and with it the chained error that says why, e.g. backtesting.py's `Indicator "sma(C,-5)" error. See
+    traceback above.` around pandas' `ValueError: window must be an integer 0 or greater`.
+    """
+    chain: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:  # a chain can be made to loop
+        seen.add(id(current))
+        chain.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    text = chain.pop()
+    for outer in reversed(chain):
+        # The cause now follows in the text, and there is no traceback above it to point to.
+        text = f"{outer.removesuffix('. See traceback above.')} (caused by {text})"
+    return text

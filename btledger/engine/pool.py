@@ -5,8 +5,8 @@ the parent waits on all pipes and process sentinels at once, so outcomes arrive 
 and the parent always knows which jobs each worker holds. Jobs and replies are small:
 a `RunSpec` key (the worker loads and caches the data itself) and a plain-JSON `BacktestOutcome`.
 
-A job that raises is reported as an error string; a worker that dies (segfault, killed) is reported
-as an error for its job and replaced; either way the other jobs go on.
+A job that raises is reported as an error string (with the errors that caused it); a worker that dies
+(segfault, killed) is reported as an error for its job and replaced; either way the other jobs go on.
 
 On Linux workers are forked, so they start at once with the parent's imports and caches. Each worker
 asks numerical libraries for one thread (the pool already uses every core) and ignores Ctrl-C, which
@@ -31,6 +31,7 @@ from types import TracebackType
 
 from btledger.config import Settings, load_instruments, load_settings
 from btledger.engine.data import preload
+from btledger.engine.errors import describe
 from btledger.engine.registry import registry
 from btledger.engine.result import BacktestOutcome, RunSpec
 from btledger.engine.runner import run_backtest
@@ -70,7 +71,7 @@ def _serve(connection: Connection, settings: Settings, parent_end: Connection | 
                 None,
             )
         except Exception as exc:  # one failing combination must not end the worker
-            reply = (None, f"{type(exc).__name__}: {exc}")
+            reply = (None, describe(exc))
         try:
             connection.send(reply)
         except BrokenPipeError:  # the parent died while this job ran

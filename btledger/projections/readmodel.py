@@ -26,6 +26,7 @@ import duckdb
 from eventsourcing.persistence import Notification
 
 from btledger import config
+from btledger.engine.errors import describe
 from btledger.projections import schema as s
 from btledger.projections.events import Decoder, event_type_of
 from btledger.projections.projector import EventBatch, arrow_table, over_frame, project_batch
@@ -598,7 +599,7 @@ class ReadModel:
                     notification.id,
                     event_type_of(notification.topic),
                     str(notification.originator_id),
-                    f"{type(error).__name__}: {error}",
+                    describe(error),
                     bytes(notification.state).decode("utf-8", errors="replace"),
                 ],
             )

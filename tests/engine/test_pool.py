@@ -67,6 +67,16 @@ def test_pool_survives_a_failing_job_and_a_dead_worker(pool: WorkerPool) -> None
     assert again[0][1] is not None and again[0][1].metrics == results[jobs[0]][0].metrics
 
 
+def test_a_failure_names_its_cause() -> None:
+    # backtesting.py wraps an indicator's error in one that points at a traceback the worker never shows.
+    goog = {"ticker": "GOOG", "timeframe": "D1", "date_from": date(2005, 1, 1), "date_to": date(2008, 1, 1)}
+    bad = spec(**goog, params={"n_fast": -5})
+    with WorkerPool(1) as one:
+        [(_, outcome, error)] = list(one.run([(bad, None)]))
+    assert outcome is None
+    assert error.startswith('RuntimeError: Indicator "sma(C,-5)" error (caused by ValueError: window must be '), error
+
+
 def test_pool_writes_plots(pool: WorkerPool, tmp_path) -> None:
     target = tmp_path / "one.html"
     [(_, outcome, error)] = list(pool.run([(spec(), target)]))

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from btledger.domain.batch import BatchReport, Progress
 from btledger.domain.commands import RunBatch
 from btledger.domain.errors import NotFound
+from btledger.engine.errors import describe
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class Jobs:
             return
         except Exception as exc:
             log.exception("batch job %s failed", job.id)
-            self._fail(job, f"{type(exc).__name__}: {exc}")
+            self._fail(job, describe(exc))
             return
         job.summary = report.summary
         job.status, job.finished_at = "done", datetime.now(UTC)
