@@ -27,12 +27,13 @@ def open_ledger(home: Path | None = None) -> Ledger:
     return Ledger(env=store_env(home or default_home()))
 
 
-def open_pool(workers: int | None = None) -> WorkerPool:
-    """Worker processes for batches: `workers`, else settings.workers, else one per core."""
+def open_pool(workers: int | None = None, *, lazy: bool = False) -> WorkerPool:
+    """Worker processes for batches: `workers`, else settings.workers, else one per core; started now, or
+    with `lazy` as a batch's jobs need them (see `WorkerPool`)."""
     from btledger.engine.pool import WorkerPool
 
     settings = load_settings()
-    return WorkerPool(workers or settings.workers or None, settings=settings)
+    return WorkerPool(workers or settings.workers or None, settings=settings, lazy=lazy)
 
 
 def catch_up(ledger: Ledger, home: Path | None = None) -> None:

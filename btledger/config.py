@@ -40,6 +40,22 @@ class MetaTrader5Source(_Strict):
     timeout_ms: int = 60_000
 
 
+#: The most worker processes a batch may ask for. Each worker is one single-threaded process with its own
+#: pipe, so past the core count more only compete for the cores, and a mistyped count (100000) would
+#: exhaust the process and file limits. A fixed number, not a multiple of this machine's cores, so a
+#: settings file valid on one machine is valid on every other; 256 covers the largest servers' cores.
+MAX_WORKERS = 256
+
+
+def check_workers(workers: int | None) -> None:
+    """Refuse a worker count asked for outside 1 to `MAX_WORKERS` (0 or None: settings, else one per core)."""
+    if workers is not None and workers < 0:
+        # A negative count used to make a pool of no workers: every batch then "finished" having run nothing.
+        raise ValueError(f"workers: must be at least 1 (0 or none: one per core), got {workers}")
+    if workers is not None and workers > MAX_WORKERS:
+        raise ValueError(f"workers: must be at most {MAX_WORKERS}, got {workers}")
+
+
 class Settings(_Strict):
     data_source: Literal["sample", "csv", "metatrader5"] = "sample"
     csv: CsvSource = CsvSource()
@@ -47,7 +63,7 @@ class Settings(_Strict):
     risk_free_rate: float = Field(0.02, ge=-1, le=1, description="Annual rate, a fraction (0.02 = 2 %).")
     initial_cash: float = Field(100_000, gt=0)
     account_currency: str = Field("USD", min_length=3, max_length=3)
-    workers: int = Field(0, ge=0, description="Worker processes for batches; 0 = one per core.")
+    workers: int = Field(0, ge=0, le=MAX_WORKERS, description="Worker processes for batches; 0 = one per core.")
 
 
 class Category(_Strict):

@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from btledger.api import render
-from btledger.config import ConfigError
+from btledger.config import MAX_WORKERS, ConfigError
 from btledger.domain.errors import Conflict, InvalidInput, LedgerError, NotFound
 from btledger.projections.readmodel import ReadModelError, damage_in
 
@@ -55,6 +55,7 @@ app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WORKERS_HELP = f"Worker processes for batches, 1 to {MAX_WORKERS} (default: settings, 0 there: one per core)."
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -132,7 +133,7 @@ def run(
             "its batches run as one, instead of the flags above.",
         ),
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
+    workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run strategies × tickers × timeframes × risks and record every outcome in the ledger.
@@ -448,7 +449,7 @@ def robustness_test(
 
 
 @app.command()
-def demo(workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None) -> None:
+def demo(workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None) -> None:
     """Run a sample batch on the embedded default (SQLite events + DuckDB read model) and show what it gives."""
     from btledger.api import operations
 
@@ -460,7 +461,7 @@ def demo(workers: Annotated[int | None, typer.Option(help="Worker processes (def
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")] = 8000,
-    workers: Annotated[int | None, typer.Option(help="Worker processes for batches.")] = None,
+    workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
 ) -> None:
     """Serve the HTTP API (and own the read model) until interrupted. Set BTLEDGER_API_TOKEN to require a
     bearer token on every mutation."""

@@ -38,7 +38,10 @@ def run_plan_with_progress(path: Path, *, workers: int | None, quiet: bool) -> B
 def _run_with_progress(commands: list[RunBatch], *, workers: int | None, quiet: bool) -> BatchReport:
     ledger = bootstrap.open_ledger()
     with (
-        bootstrap.open_pool(workers) as pool,
+        # Lazy: a run whose combinations are all recorded forks no worker, and a run never forks more
+        # workers than it has combinations to run. They fork once the progress bar's thread runs; they
+        # never touch rich, so the state of its locks copied into them does not matter.
+        bootstrap.open_pool(workers, lazy=True) as pool,
         bootstrap.projecting(ledger) as project,
         Progress(
             TextColumn("{task.description}"),

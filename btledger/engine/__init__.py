@@ -3,7 +3,8 @@
 The engine knows nothing of storage: a `RunSpec` goes in, a plain-JSON `BacktestOutcome` comes out.
 
 - `run_backtest(spec, *, settings=None, plot_path=None) -> BacktestOutcome`: one backtest, in process.
-- `WorkerPool(workers=None, settings=None)`: long-lived worker processes;
+- `WorkerPool(workers=None, settings=None, lazy=False)`: long-lived worker processes, started at once or
+  (`lazy`) by the first `run` with jobs, one per job up to `workers`;
   `pool.run([(spec, plot_path), ...])` yields `(spec, outcome, None)` or `(spec, None, error)` as each
   finishes. Use as a context manager or call `close()`.
 - `load_frame(ticker, timeframe, date_from, date_to, settings=None) -> Frame`: OHLCV bars with a

@@ -8,7 +8,9 @@ a `RunSpec` key (the worker loads and caches the data itself) and a plain-JSON `
 A job that raises is reported as an error string (with the errors that caused it); a worker that dies
 (segfault, killed) is reported as an error for its job and replaced; either way the other jobs go on.
 
-On Linux workers are forked, so they start at once with the parent's imports and caches. Each worker
+On Linux workers are forked, so they start at once with the parent's imports and caches: all of them
+when the pool is made (a server, before its threads start), or, in a lazy pool (a CLI run), as the jobs
+of a `run` need them and no more than that, so a run with nothing to do forks nothing. Each worker
 asks numerical libraries for one thread (the pool already uses every core) and ignores Ctrl-C, which
 the parent handles by closing the pool.
 """
@@ -29,7 +31,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import TracebackType
 
-from btledger.config import Settings, load_instruments, load_settings
+from btledger.config import Settings, check_workers, load_instruments, load_settings
 from btledger.engine.data import preload
 from btledger.engine.errors import describe
 from btledger.engine.registry import registry
@@ -99,24 +101,29 @@ class _Worker:
 class WorkerPool:
     """Long-lived worker processes running `run_backtest`.
 
-    `workers` defaults to `settings.workers`, and 0 there means one per core. Use as a context manager,
-    or call `close()`.
+    `workers` defaults to `settings.workers`, and 0 there means one per core; more than `MAX_WORKERS` is
+    refused. The workers start now, or with `lazy` on the first `run` that has jobs, one per job up to
+    `workers`. Use as a context manager, or call `close()`.
 
         >>> with WorkerPool(2) as pool:
         ...     for spec, outcome, error in pool.run([(spec_a, None), (spec_b, None)]):
         ...         ...
     """
 
-    def __init__(self, workers: int | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, settings: Settings | None = None, lazy: bool = False) -> None:
         self._settings = settings or load_settings()
-        if workers is not None and workers < 0:
-            # A negative count used to make a pool of no workers: every batch then "finished" having run nothing.
-            raise ValueError(f"workers: must be at least 1 (0 or none: one per core), got {workers}")
+        check_workers(workers)
         self.size = workers or self._settings.workers or os.cpu_count() or 1
         self._context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-        if self._context.get_start_method() == "fork":
+        self._workers: list[_Worker] = []
+        if not lazy:
+            self._grow(self.size)
+
+    def _grow(self, count: int) -> None:
+        """Start workers until `count` run; before the first, load what each would otherwise load itself."""
+        if not self._workers and count and self._context.get_start_method() == "fork":
             _preload(self._settings)
-        self._workers = [self._start() for _ in range(self.size)]
+        self._workers.extend(self._start() for _ in range(count - len(self._workers)))
 
     def _start(self) -> _Worker:
         parent, child = self._context.Pipe()
@@ -156,6 +163,7 @@ class WorkerPool:
         (their workers are replaced).
         """
         unsent = deque(jobs)
+        self._grow(min(self.size, len(unsent)))
 
         def send(worker: _Worker) -> None:
             job = unsent.popleft()
@@ -170,7 +178,7 @@ class WorkerPool:
                 if not worker.jobs and unsent:
                     send(worker)
             for worker in self._workers:
-                if len(worker.jobs) == 1 and len(unsent) >= self.size:
+                if len(worker.jobs) == 1 and len(unsent) >= len(self._workers):
                     send(worker)
 
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from btledger.api.cli import app
-from btledger.config import clear_config_cache
+from btledger.config import MAX_WORKERS, clear_config_cache
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
 
 EURUSD = ["--strategy", "SmaCross", "--ticker", "EURUSD", "--risk", "1", "--from", "2017-06-01", "--to", "2017-12-01"]
@@ -60,6 +61,41 @@ def test_run_records_then_skips_then_reruns(btledger_home: Path) -> None:
     history = cli_json("history", result["id"][:8])
     assert [h["event_type"] for h in history] == ["Registered", "ResultRecorded", "ResultRecorded"]
     assert set(history[0]) == {"position", "event_type", "recorded_at", "payload"}
+
+
+def test_run_forks_no_more_workers_than_it_has_combinations_to_run(
+    btledger_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forked: list[int] = []
+    fork = os.fork
+
+    def counted_fork() -> int:
+        pid = fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counted_fork)  # the worker pool forks through it on Linux
+    two = ["--timeframe", "H1", "--timeframe", "H4", "--workers", "8"]
+    assert cli_json("run", *EURUSD, *two)["summary"]["recorded"] == 2
+    assert len(forked) == 2
+    forked.clear()
+    assert cli_json("run", *EURUSD, *two)["summary"]["skipped"] == 2
+    assert forked == []
+
+
+def test_run_refuses_more_workers_than_the_maximum(btledger_home: Path) -> None:
+    refused = cli("run", *EURUSD, "--timeframe", "H1", "--workers", str(MAX_WORKERS + 1))
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith(f"error: workers: must be at most {MAX_WORKERS}, got {MAX_WORKERS + 1}")
+    assert event_count(btledger_home) == 0
+
+
+@pytest.mark.parametrize("workers", ["-1", str(MAX_WORKERS + 1)])
+def test_serve_refuses_a_bad_worker_count_before_it_starts(workers: str) -> None:
+    refused = cli("serve", "--port", "0", "--workers", workers)
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("error: workers: must be at "), refused.output
 
 
 def test_the_read_side_reflects_each_command(btledger_home: Path) -> None:

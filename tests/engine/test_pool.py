@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from types import MappingProxyType
 import pytest
 from backtesting import Strategy
 
+from btledger.config import MAX_WORKERS
 from btledger.engine import registry as registry_module
 from btledger.engine.pool import WorkerPool
 from btledger.engine.result import RunSpec
@@ -132,3 +134,20 @@ def test_workers_are_forked_with_the_instruments_strategies_and_sample_data_alre
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "True", "True"]
+
+
+def test_a_lazy_pool_forks_at_its_first_jobs_and_no_more_workers_than_jobs() -> None:
+    before = set(multiprocessing.active_children())
+    with WorkerPool(8, lazy=True) as lazy:
+        assert list(lazy.run([])) == []
+        assert set(multiprocessing.active_children()) == before
+        done = list(lazy.run([(spec(), None), (spec("DonchianBreakout"), None)]))
+        assert [error for _, _, error in done] == [None, None]
+        assert len(set(multiprocessing.active_children()) - before) == 2
+
+
+def test_a_worker_count_above_the_maximum_is_refused_before_any_fork() -> None:
+    before = set(multiprocessing.active_children())
+    with pytest.raises(ValueError, match=f"^workers: must be at most {MAX_WORKERS}, got {MAX_WORKERS + 1}"):
+        WorkerPool(MAX_WORKERS + 1)
+    assert set(multiprocessing.active_children()) == before

@@ -32,6 +32,7 @@ from btledger.api.http.jobs import Jobs
 from btledger.api.http.query import reject_unknown_query_parameters
 from btledger.api.http.routes import backtests, jobs, rankings, strategies, system
 from btledger.api.http.services import Services, provide_services
+from btledger.config import check_workers
 from btledger.config import home as default_home
 from btledger.domain.batch import run_batches
 from btledger.domain.errors import LedgerError
@@ -135,9 +136,10 @@ def serve(
     """Run the API with uvicorn (one process: it owns the read model) until interrupted.
 
     Port 0 picks a free port. Raises, with a message for a person and before anything starts:
-    `ServerAlreadyRunning` or `ReadModelLocked` when another process holds the data directory, and
-    `LedgerError` when the address cannot be listened on.
+    `ValueError` for a bad `workers`, `ServerAlreadyRunning` or `ReadModelLocked` when another process
+    holds the data directory, and `LedgerError` when the address cannot be listened on.
     """
+    check_workers(workers)  # the pool checks it too, but in the app's startup, as a traceback in the log
     home = (home or default_home()).resolve()
     running = client.running_server(home)
     if running is not None:
