@@ -28,7 +28,9 @@ def describe(error: BaseException) -> str:
 
     Where only the text is kept (a recorded failure, a parked event, a failed job) the traceback is gone,
     and with it the chained error that says why, e.g. backtesting.py's `Indicator "sma(C,-5)" error. See
-    traceback above.` around pandas' `ValueError: window must be an integer 0 or greater`.
+    traceback above.` raised from pandas' `ValueError: window must be an integer 0 or greater`. Only
+    explicit causes (`raise ... from`) are followed: an error raised while handling another is not
+    caused by it (the projector's retries would repeat one error down the chain, each attempt's own).
     """
     chain: list[str] = []
     seen: set[int] = set()
@@ -36,7 +38,7 @@ def describe(error: BaseException) -> str:
     while current is not None and id(current) not in seen:  # a chain can be made to loop
         seen.add(id(current))
         chain.append(f"{type(current).__name__}: {current}")
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+        current = current.__cause__
     text = chain.pop()
     for outer in reversed(chain):
         # The cause now follows in the text, and there is no traceback above it to point to.
