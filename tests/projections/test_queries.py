@@ -424,6 +424,55 @@ def test_sql_cannot_read_the_host(readmodel: ReadModel, sql: str) -> None:
     assert "not allowed" in str(raised.value) or "not a table" in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        'SELECT * FROM "{dir}/secret".csv',  # DuckDB joins schema and table back into a path
+        'SELECT * FROM "{dir}/*".csv',
+        'SELECT * FROM "{dir}/secret".json',
+        'SELECT * FROM "{dir}/secret".parquet',
+        'SELECT * FROM "{dir}/missing".csv',  # refused like a file that exists: nothing tells them apart
+        'SELECT * FROM "{dir}/catalog".secret.csv',
+        "SELECT * FROM readmodel.secret.csv",
+        "SELECT * FROM main.csv",  # a schema of the read model, and a file in the working directory
+        'SELECT * FROM backtests WHERE id IN (SELECT name FROM "{dir}/secret".csv)',
+    ],
+)
+def test_sql_cannot_read_files_through_a_schema_or_catalog_name(
+    readmodel: ReadModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sql: str
+) -> None:
+    secret = "name,value\nAPI_TOKEN,s3cr3t\n"
+    for name in ("secret.csv", "catalog.secret.csv", "readmodel.secret.csv", "main.csv"):
+        (tmp_path / name).write_text(secret)
+    (tmp_path / "secret.json").write_text('[{"name": "API_TOKEN", "value": "s3cr3t"}]')
+    duckdb.execute(f"COPY (SELECT 'API_TOKEN' AS name) TO '{tmp_path}/secret.parquet'")
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(InvalidInput) as raised:
+        q.run_sql(readmodel.cursor(), sql.format(dir=tmp_path))
+
+    assert raised.value.field == "sql"
+    assert "is not a table of the read model" in str(raised.value)
+
+
+def test_sql_may_name_the_read_models_own_schemas_and_catalogs(ledger: Ledger, readmodel: ReadModel) -> None:
+    _record(ledger)
+    readmodel.catch_up(ledger)
+    cur = readmodel.cursor()
+    live = q.run_sql(cur, "SELECT schema_name FROM main.read_model").rows[0][0]
+
+    for table in (
+        "backtests",
+        "main.backtests",
+        f"{live}.backtests",
+        "readmodel.backtests",
+        "readmodel.main.backtests",
+    ):
+        assert q.run_sql(cur, f"SELECT count(*) FROM {table}").rows == [[1]], table
+    for table in ("information_schema.tables", "system.information_schema.tables", "pg_catalog.pg_class"):
+        assert q.run_sql(cur, f"SELECT count(*) > 0 FROM {table}").rows == [[True]], table
+
+
 def test_sql_may_use_row_generators_and_the_catalog(readmodel: ReadModel) -> None:
     assert q.run_sql(readmodel.cursor(), "SELECT count(*) FROM range(5)").rows == [[5]]
     names = {row[0] for row in q.run_sql(readmodel.cursor(), "SELECT table_name FROM duckdb_tables()").rows}
