@@ -388,6 +388,12 @@ def sql(
         result = reader.sql(statement, max_rows=max_rows)
     rows = [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
     emit(rows, as_json, lambda r: render.rows_table(r))
+    if result["truncated"]:  # on stderr: stdout's JSON is the rows alone, which scripts rely on
+        typer.echo(
+            f"showing the first {len(rows)} rows; add LIMIT/OFFSET, or use `btledger export --parquet DIR` "
+            "for everything (with `btledger serve` stopped: export needs the read model file to itself)",
+            err=True,
+        )
 
 
 @app.command()

@@ -133,6 +133,19 @@ def test_sql_reads_and_refuses_writes(btledger_home: Path) -> None:
     assert cli_json("sql", "SELECT count(*) AS n FROM backtests") == [{"n": 1}]
 
 
+@pytest.mark.parametrize("as_json", [["--json"], []])
+def test_sql_says_on_stderr_when_it_shows_only_the_first_rows(btledger_home: Path, as_json: list[str]) -> None:
+    cut = cli("sql", "SELECT * FROM range(1001)", *as_json)
+    assert cut.exit_code == 0, cut.output
+    assert "showing the first 1000 rows" in cut.stderr and "btledger export --parquet" in cut.stderr
+    if as_json:
+        assert len(json.loads(cut.stdout)) == 1000  # stdout keeps its shape: the rows only
+
+    assert "showing the first 5 rows" in cli("sql", "SELECT * FROM range(6)", "--max-rows", "5", *as_json).stderr
+    whole = cli("sql", "SELECT * FROM range(1000)", *as_json)
+    assert whole.exit_code == 0 and whole.stderr == ""
+
+
 def test_verify_reproduces_a_recorded_result(btledger_home: Path) -> None:
     run = cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
     verdict = cli_json("verify", run["results"][0]["id"])
