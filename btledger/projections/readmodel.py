@@ -64,8 +64,8 @@ class ReadModelLocked(ReadModelError):
         holder = f"process {pid}{_describe_process(pid)}" if pid else "another process"
         super().__init__(
             f"The read model {path} is in use by {holder}. DuckDB lets one process own the file at a "
-            "time. Stop that process (e.g. a running `btledger serve`), or send the request to its HTTP "
-            "API, or read Parquet files it exported (`btledger export --parquet DIR`)."
+            "time. Stop that process (e.g. a running `btledger serve`) and try again, or send queries to "
+            "the server's HTTP API (`POST /sql`)."
         )
         self.path, self.pid = path, pid
 
