@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 from btledger.api import render
 from btledger.config import MAX_WORKERS, ConfigError
 from btledger.domain.errors import Conflict, InvalidInput, LedgerError, NotFound
+from btledger.projections.queries import MAX_SQL_ROWS
 from btledger.projections.readmodel import ReadModelError, damage_in
 
 
@@ -378,7 +379,7 @@ def trades(backtest: IdArgument, as_json: JsonFlag = False) -> None:
 @app.command()
 def sql(
     statement: Annotated[str, typer.Argument(help='One read-only statement, e.g. "SELECT * FROM backtests".')],
-    max_rows: Annotated[int, typer.Option(min=1, max=1_000_000)] = 1000,
+    max_rows: Annotated[int, typer.Option(min=1, max=MAX_SQL_ROWS)] = 1000,
     as_json: JsonFlag = False,
 ) -> None:
     """Run analyst SQL on the read models (read-only: statements that write are refused)."""

@@ -398,6 +398,10 @@ class SqlResult(NamedTuple):
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
+#: Most rows one SQL answer may hold, from the CLI or the API alike (more: `btledger export --parquet`).
+MAX_SQL_ROWS = 100_000
+
+
 def run_sql(cur: duckdb.DuckDBPyConnection, sql: str, max_rows: int = 10_000) -> SqlResult:
     """Run one read-only statement (SELECT, WITH … SELECT, FROM …, DESCRIBE, SHOW, SUMMARIZE).
 

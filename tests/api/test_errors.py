@@ -118,6 +118,7 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("POST", "/sql", {"json": {"sql": "SELECT * FROM no_such_table"}}, 400, "sql"),
     ("POST", "/sql", {"json": {"sql": ""}}, 400, "sql"),
     ("POST", "/sql", {"json": {"sql": "SELECT 1", "max_rows": 0}}, 400, "max_rows"),
+    ("POST", "/sql", {"json": {"sql": "SELECT 1", "max_rows": 100_001}}, 400, "max_rows"),
     # routing
     ("GET", "/nowhere", {}, 404, None),
     ("PATCH", "/backtests", {}, 405, None),

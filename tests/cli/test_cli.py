@@ -144,6 +144,8 @@ def test_sql_says_on_stderr_when_it_shows_only_the_first_rows(btledger_home: Pat
     assert "showing the first 5 rows" in cli("sql", "SELECT * FROM range(6)", "--max-rows", "5", *as_json).stderr
     whole = cli("sql", "SELECT * FROM range(1000)", *as_json)
     assert whole.exit_code == 0 and whole.stderr == ""
+    # One limit for the CLI and the server's POST /sql, which the CLI goes through while `serve` runs.
+    assert cli("sql", "SELECT 1", "--max-rows", "100001", *as_json).exit_code == 2
 
 
 def test_verify_reproduces_a_recorded_result(btledger_home: Path) -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from btledger.domain.batch import Status
 from btledger.projections import schema as s
-from btledger.projections.queries import SORTABLE
+from btledger.projections.queries import MAX_SQL_ROWS, SORTABLE
 
 _PYTHON_TYPES: dict[str, Any] = {
     "VARCHAR": str,
@@ -143,7 +143,7 @@ class SqlRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sql: str = Field(min_length=1, max_length=100_000, description="One read-only statement (SELECT, WITH, …).")
-    max_rows: int = Field(1000, ge=1, le=10_000)
+    max_rows: int = Field(1000, ge=1, le=MAX_SQL_ROWS)
 
 
 class SqlResponse(BaseModel):
