@@ -32,6 +32,15 @@ BATCH = {
     "date_from": "2017-05-01",
     "date_to": "2017-08-01",
 }
+#: 120 combinations over the whole EURUSD sample: seconds of work, to stop half-way.
+LONG_BATCH = {
+    **BATCH,
+    "strategies": ["SmaCross", "DonchianBreakout", "RsiMeanReversion"],
+    "timeframes": ["H1"],
+    "risks": [round(0.1 * step, 1) for step in range(1, 41)],
+    "date_from": "2017-04-19",
+    "date_to": "2018-02-08",
+}
 
 
 @dataclass(frozen=True)

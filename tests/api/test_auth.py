@@ -36,6 +36,7 @@ def mutations(target: str) -> list[tuple[str, str, dict[str, Any]]]:
         ("POST", "/backtests", {"content": b"{not json"}),  # refused before the body is read
         ("POST", "/plans", {"json": {"batches": [BATCH]}}),
         ("POST", "/sql", {"json": {"sql": "SELECT 1"}}),
+        ("DELETE", "/jobs/0123abcd", {}),  # refused before the job is looked up
     ]
 
 
@@ -60,7 +61,9 @@ def test_reads_need_no_token_and_mutations_pass_with_it(secured: Client, seeded:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert secured.put(f"/backtests/{target}/favorite", headers=auth).json()["favorite"] is True
     assert secured.post("/sql", json={"sql": "SELECT 1 AS one"}, headers=auth).json()["rows"] == [[1]]
-    assert secured.post("/backtests", json=BATCH, headers=auth).status_code == 202
+    job_id = secured.post("/backtests", json=BATCH, headers=auth).json()["job_id"]
+    assert secured.delete(f"/jobs/{job_id}").status_code == 401
+    assert secured.delete(f"/jobs/{job_id}", headers=auth).status_code in (200, 409)  # 409 if it finished first
 
 
 def test_the_token_comes_from_the_environment(

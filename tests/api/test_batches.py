@@ -1,18 +1,20 @@
 """Batches over HTTP with the real engine on the EURUSD sample: a job id, progress as server-sent events
-(replayed to late clients), the job's status, skips and reruns, failures and plots."""
+(replayed to late clients), the job's status, skips and reruns, failures, plots and cancellation."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from litestar.testing import TestClient
 
 from btledger.domain.ledger import Ledger
 from tests.api import sse
-from tests.api.conftest import BATCH, app_client
+from tests.api.conftest import BATCH, LONG_BATCH, app_client
 
 Client = TestClient[Any]
 
@@ -152,3 +154,72 @@ def test_a_bad_plan_is_a_400_naming_the_batch_and_nothing_runs(
     assert refused.status_code == 400, refused.text
     assert refused.json()["field"] == field
     assert ledger.head() == 0
+
+
+def wait_until(client: Client, job_id: str, recorded: int) -> None:
+    """Until the job has recorded `recorded` combinations (it runs for seconds more)."""
+    deadline = time.monotonic() + 30
+    while client.get(f"/jobs/{job_id}").json()["counts"]["recorded"] < recorded:
+        assert time.monotonic() < deadline, "the job did not record"
+        time.sleep(0.02)
+
+
+def test_a_queued_job_is_cancelled_without_running(client: Client, ledger: Ledger) -> None:
+    first = client.post("/backtests", json=LONG_BATCH).json()["job_id"]
+    queued = client.post("/backtests", json=BATCH).json()["job_id"]  # behind the first: one job at a time
+    cancelled = client.delete(f"/jobs/{queued}")
+    assert cancelled.status_code == 200, cancelled.text
+    view = cancelled.json()
+    assert view["status"] == "cancelled" and view["started_at"] is None and view["finished_at"]
+    assert view["summary"] == {"recorded": 0, "skipped": 0, "failed": 0}
+    [final] = events(client, queued)  # nothing ran: no progress
+    assert final.event == "cancelled" and final.data["summary"] == view["summary"] and final.data["position"] is None
+    assert final.data["detail"].startswith("cancelled by a client; the combinations recorded so far are kept")
+
+    assert client.delete(f"/jobs/{first}").json()["status"] == "cancelled"  # a short test
+    assert BATCH["date_to"] not in {b.spec.date_to.isoformat() for b in map(ledger.get, ledger.backtest_ids())}
+
+
+def test_a_running_job_stops_keeping_what_it_recorded_and_a_rerun_runs_the_rest(client: Client, ledger: Ledger) -> None:
+    job_id = client.post("/backtests", json=LONG_BATCH).json()["job_id"]
+    wait_until(client, job_id, recorded=2)
+    cancelled = client.delete(f"/jobs/{job_id}")
+    assert cancelled.status_code == 200, cancelled.text
+    view = cancelled.json()
+    assert view["status"] == "cancelled" and view["error"] is None
+    summary = view["summary"]
+    assert summary["skipped"] == summary["failed"] == 0 and 2 <= summary["recorded"] < view["total"]
+    assert view["counts"] == {**summary, "queued": 0, "running": 0}  # the rest were dropped
+
+    stream = events(client, job_id)
+    final = stream[-1]
+    assert final.event == "cancelled" and final.data["summary"] == summary and final.data["position"] == ledger.head()
+    recorded = {e.data["id"] for e in stream[:-1] if e.data["status"] == "recorded"}
+    assert len(recorded) == summary["recorded"]
+    # The ledger holds those and no other (the combinations still running were killed), each once, and the
+    # read model included them when the cancellation answered.
+    assert {str(i) for i in ledger.backtest_ids()} == recorded
+    for identity in recorded:
+        assert [h.event_type for h in ledger.history(UUID(identity))].count("ResultRecorded") == 1
+    assert {row["id"] for row in client.get("/backtests", params={"limit": 1000}).json()["items"]} == recorded
+
+    # The same batch again runs only what is missing.
+    again = client.post("/backtests", json=LONG_BATCH).json()["job_id"]
+    wait_until(client, again, recorded=1)
+    rerun = client.delete(f"/jobs/{again}").json()["summary"]
+    assert rerun["skipped"] == summary["recorded"] and rerun["recorded"] >= 1
+
+
+def test_cancelling_an_unknown_or_finished_job_is_a_404_or_a_409(client: Client) -> None:
+    unknown = client.delete("/jobs/0123abcd")
+    assert unknown.status_code == 404 and unknown.json()["field"] == "id"
+    job_id, stream = run(client, BATCH)
+    assert stream[-1].event == "summary"
+    finished = client.delete(f"/jobs/{job_id}")
+    assert finished.status_code == 409 and "already finished (done)" in finished.json()["detail"]
+    assert client.get(f"/jobs/{job_id}").json()["status"] == "done"
+
+    cancelled = client.post("/backtests", json=LONG_BATCH).json()["job_id"]
+    assert client.delete(f"/jobs/{cancelled}").status_code == 200
+    again = client.delete(f"/jobs/{cancelled}")
+    assert again.status_code == 409 and "already finished (cancelled)" in again.json()["detail"]

@@ -124,7 +124,7 @@ def batch_body(data: st.DataObject) -> Any:
 
 
 def test_openapi_lists_every_operation(shared: Shared) -> None:
-    assert len(operations(shared)) == 21
+    assert len(operations(shared)) == 22
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

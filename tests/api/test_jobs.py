@@ -8,9 +8,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from uuid import uuid4
 
+import pytest
+
 from btledger.api.http.jobs import JobEvent, Jobs
 from btledger.domain.batch import BatchReport, Progress
 from btledger.domain.commands import RunBatch, parse
+from btledger.domain.errors import Conflict
 from tests.api.conftest import BATCH
 from tests.domain.factories import spec
 
@@ -78,8 +81,31 @@ def test_close_stops_the_running_batch_at_its_next_state_change() -> None:
         await asyncio.to_thread(started.wait)
         await asyncio.to_thread(jobs.close)
         events = await collect(job.stream())
-        assert events[-1].kind == "error" and events[-1].data["detail"].startswith("cancelled")
-        assert len(events) < 1000 and job.status == "failed"
-        assert queued.status == "queued" and queued.events == []  # dropped, never started
+        assert events[-1].kind == "cancelled" and events[-1].data["detail"].startswith("the server is stopping")
+        assert len(events) < 1000 and job.status == "cancelled"
+        # Dropped, never started: its stream has only the final event.
+        assert queued.status == "cancelled" and [e.kind for e in queued.events] == ["cancelled"]
+        assert queued.started_at is None and jobs.running() == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_job_that_ends_before_its_next_state_change_is_not_cancelled() -> None:
+    started = threading.Event()
+
+    def last_step(_: list[RunBatch], on_progress: Callable[[Progress], None]) -> BatchReport:
+        on_progress(Progress(0, 1, spec(), uuid4(), "recorded", position=1))
+        started.set()
+        time.sleep(0.2)  # e.g. waiting for the read model: no state change left to stop at
+        return BatchReport(last_position=1)
+
+    async def scenario() -> None:
+        jobs = Jobs(last_step, settle=lambda _: None)
+        job = jobs.submit([COMMAND])
+        await asyncio.to_thread(started.wait)
+        with pytest.raises(Conflict, match="finished \\(done\\) before it could stop"):
+            await jobs.cancel(job.id)
+        jobs.close()
+        assert job.status == "done" and [e.kind for e in job.events] == ["progress", "summary"]
 
     asyncio.run(scenario())

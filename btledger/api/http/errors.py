@@ -111,7 +111,9 @@ ERRORS = {
     400: ResponseSpec(ErrorBody, description="Bad input; `field` names it. Nothing was changed."),
     401: ResponseSpec(ErrorBody, description="A change without the bearer token, when the server has one."),
     404: ResponseSpec(ErrorBody, description="No such backtest, job, strategy or route."),
-    409: ResponseSpec(ErrorBody, description="The change does not apply to the result's current state."),
+    409: ResponseSpec(
+        ErrorBody, description="The change does not apply to the current state (of the result, or of a finished job)."
+    ),
     503: ResponseSpec(ErrorBody, description="Recorded, but the read model has not caught up within 10 s."),
 }
 #: OpenAPI security of a change: none, or the bearer token when the server is started with one.

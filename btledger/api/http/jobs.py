@@ -6,6 +6,11 @@ once would only interleave). The thread only orchestrates: backtests compute in 
 processes, so the event loop keeps answering while a batch runs. Each job keeps every state change
 it published, so a client that connects late replays them from the start (or from Last-Event-ID).
 
+A job is cancelled by DELETE /jobs/{id} or by the server stopping: a queued one at once, without running;
+a running one at its next state change (run_batches has no other way in), when the pool kills the
+combinations still running. What it recorded stays in the ledger, so the same batch submitted again runs
+only what is missing.
+
 Jobs live in memory: a restarted server forgets them, while their recorded results stay in the ledger.
 """
 
@@ -17,19 +22,20 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from btledger.domain.batch import BatchReport, Progress
 from btledger.domain.commands import RunBatch
-from btledger.domain.errors import NotFound
+from btledger.domain.errors import Conflict, NotFound
 from btledger.engine.errors import describe
 
 log = logging.getLogger(__name__)
 
-JobStatus = Literal["queued", "running", "done", "failed"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+EventKind = Literal["progress", "summary", "error", "cancelled"]
 
 #: Runs batches as one, calling back on every state change (the domain's `run_batches` bound to a ledger and pool).
 RunBatchesFn = Callable[[list[RunBatch], Callable[[Progress], None]], BatchReport]
@@ -39,13 +45,15 @@ SettleFn = Callable[[int], None]
 #: Finished jobs kept for GET /jobs/{id} (oldest forgotten first).
 KEEP_FINISHED = 200
 
+KEPT = "the combinations recorded so far are kept; the same batch submitted again runs only the others"
+
 
 @dataclass(frozen=True)
 class JobEvent:
-    """One server-sent event: `progress` (a combination's state), then one `summary` or `error`."""
+    """One server-sent event: `progress` (a combination's state), then one `summary`, `error` or `cancelled`."""
 
     id: int
-    kind: Literal["progress", "summary", "error"]
+    kind: EventKind
     data: dict[str, Any]
 
 
@@ -63,12 +71,15 @@ class Job:
     events: list[JobEvent] = field(default_factory=list)
     #: The latest state of each combination, by index.
     states: dict[int, str] = field(default_factory=dict)
+    #: Why it is being cancelled, once it is: the batch thread stops at its next state change.
+    stop_reason: str | None = None
+    future: Future[None] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
-        """Whether the final event (summary or error) is published."""
+        """Whether the final event (summary, error or cancelled) is published."""
         return bool(self.events) and self.events[-1].kind != "progress"
 
     def counts(self) -> dict[str, int]:
@@ -77,9 +88,14 @@ class Job:
             counts[state] += 1
         return counts
 
+    def outcomes(self) -> dict[str, int]:
+        """How many combinations ended recorded, skipped or failed (a job's summary)."""
+        counts = self.counts()
+        return {state: counts[state] for state in ("recorded", "skipped", "failed")}
+
     # --- called from the batch thread ----------------------------------------------------------
 
-    def publish(self, kind: Literal["progress", "summary", "error"], data: dict[str, Any]) -> None:
+    def publish(self, kind: EventKind, data: dict[str, Any]) -> None:
         with self._lock:
             self.events.append(JobEvent(len(self.events) + 1, kind, data))
         self.loop.call_soon_threadsafe(self._wake)
@@ -116,20 +132,19 @@ class JobCancelled(Exception):
 
 
 class Jobs:
-    """Submits batches to one background thread and finds them by id."""
+    """Submits batches to one background thread, finds them by id and cancels them."""
 
     def __init__(self, run: RunBatchesFn, settle: SettleFn) -> None:
         self._run, self._settle = run, settle
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="btledger-batch")
         self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._closing = threading.Event()
 
     def submit(self, commands: list[RunBatch]) -> Job:
         """Queue one batch, or a plan's batches to run as one."""
         job = Job(id=uuid.uuid4().hex, total=sum(c.combinations for c in commands), loop=asyncio.get_running_loop())
         self._jobs[job.id] = job
         self._forget_old()
-        self._executor.submit(self._execute, job, commands)
+        job.future = self._executor.submit(self._execute, job, commands)
         return job
 
     def get(self, job_id: str) -> Job:
@@ -144,11 +159,37 @@ class Jobs:
         """Jobs queued or running."""
         return sum(1 for job in self._jobs.values() if not job.finished)
 
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a job and return it once it has stopped. Raises `NotFound`, or `Conflict` when it had
+        finished (or finishes before its next state change)."""
+        job = self.get(job_id)
+        if job.finished:
+            raise Conflict(f"job {job_id} has already finished ({job.status}); nothing to cancel", "id")
+        self._stop(job, f"cancelled by a client; {KEPT}")
+        async for _ in job.stream(len(job.events)):  # up to its final event
+            pass
+        if job.status != "cancelled":
+            raise Conflict(f"job {job_id} finished ({job.status}) before it could stop; nothing to cancel", "id")
+        return job
+
+    def stop(self) -> None:
+        """Cancel every job without waiting: the server is stopping. Their streams end with a `cancelled`
+        event: a queued job's at once, the running one's at its next state change."""
+        for job in list(self._jobs.values()):
+            if not job.finished:
+                self._stop(job, f"the server is stopping; {KEPT}")
+
     def close(self) -> None:
-        """Stop: queued jobs are dropped and the running one stops at its next state change, keeping what
-        it recorded (the same batch submitted again runs only what is missing)."""
-        self._closing.set()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Cancel every job and wait for the running one to stop."""
+        self.stop()
+        self._executor.shutdown(wait=True)
+
+    def _stop(self, job: Job, reason: str) -> None:
+        if job.stop_reason is not None:  # already stopping: its final event is on the way
+            return
+        job.stop_reason = reason
+        if job.future is not None and job.future.cancel():  # still queued: it will never start
+            self._cancelled(job, reason, None)
 
     def _forget_old(self) -> None:
         finished = [job_id for job_id, job in self._jobs.items() if job.finished]
@@ -157,20 +198,28 @@ class Jobs:
 
     def _execute(self, job: Job, commands: list[RunBatch]) -> None:
         job.status, job.started_at = "running", datetime.now(UTC)
+        position: int | None = None  # of the last outcome recorded
 
         def on_progress(progress: Progress) -> None:
+            nonlocal position
             job.states[progress.index] = progress.status
+            if progress.position is not None:
+                position = progress.position
             job.publish("progress", progress.to_json())
-            if self._closing.is_set():
-                raise JobCancelled("the server is stopping; the combinations recorded so far are kept")
+            if job.stop_reason is not None:
+                raise JobCancelled(job.stop_reason)
 
         try:
-            report = self._run(commands, on_progress)
+            try:
+                report = self._run(commands, on_progress)
+            except JobCancelled as exc:
+                log.warning("batch job %s stopped: %s", job.id, exc)
+                # Read-your-writes for what it recorded, as for a batch that ends.
+                if position is not None:
+                    self._settle(position)
+                self._cancelled(job, str(exc), position)
+                return
             self._settle(report.last_position)
-        except JobCancelled as exc:
-            log.warning("batch job %s stopped: %s", job.id, exc)
-            self._fail(job, f"cancelled: {exc}")
-            return
         except Exception as exc:
             log.exception("batch job %s failed", job.id)
             self._fail(job, describe(exc))
@@ -181,6 +230,15 @@ class Jobs:
             "summary",
             {"job_id": job.id, "status": job.status, "summary": job.summary, "position": report.last_position},
         )
+
+    @staticmethod
+    def _cancelled(job: Job, reason: str, position: int | None) -> None:
+        # Those still queued or running are dropped, not left counted as pending in GET /jobs/{id}.
+        job.states = {index: state for index, state in job.states.items() if state not in ("queued", "running")}
+        job.summary = job.outcomes()
+        job.status, job.finished_at = "cancelled", datetime.now(UTC)
+        data = {"job_id": job.id, "status": job.status, "detail": reason, "summary": job.summary, "position": position}
+        job.publish("cancelled", data)
 
     @staticmethod
     def _fail(job: Job, error: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from btledger.api.http.jobs import JobStatus
 from btledger.domain.batch import Status
 from btledger.projections import schema as s
 from btledger.projections.queries import MAX_SQL_ROWS, SORTABLE
@@ -128,10 +129,12 @@ class JobAccepted(BaseModel):
 
 class JobView(BaseModel):
     id: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: JobStatus
     total: int
     counts: dict[Status, int]
-    summary: dict[str, int] | None
+    summary: dict[str, int] | None = Field(
+        description="Combinations recorded, skipped and failed: once done, or what ended before a cancellation."
+    )
     error: str | None
     submitted_at: datetime
     started_at: datetime | None

@@ -1,5 +1,5 @@
-"""Batches: POST /backtests starts one as a job, POST /plans several as one; /jobs/{id} reports it and
-/jobs/{id}/events streams it."""
+"""Batches: POST /backtests starts one as a job, POST /plans several as one; /jobs/{id} reports it,
+/jobs/{id}/events streams it and DELETE /jobs/{id} cancels it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Response, get, post
+from litestar import Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, HeaderParameter, JSONBody, PathParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -59,7 +59,20 @@ def _accepted(job: Job) -> Response[JobAccepted]:
 
 @get("/jobs/{job_id:str}", responses=ERRORS, summary="A batch job's status and counts")
 async def job_status(services: NamedDependency[Services], job_id: JobId) -> JobView:
-    job = services.jobs.get(job_id)
+    return _view(services.jobs.get(job_id))
+
+
+@delete("/jobs/{job_id:str}", responses=ERRORS, security=CHANGE_SECURITY, summary="Cancel a batch job", status_code=200)
+async def cancel_job(services: NamedDependency[Services], job_id: JobId) -> JobView:
+    """A queued job is dropped without running; a running one stops at its next state change (the
+    combinations still running are killed). What it recorded stays in the ledger, and its summary counts
+    it: the same batch submitted again runs only the combinations that are missing. Answers once the job
+    has stopped and the read model includes what it recorded; its event stream ends with a `cancelled`
+    event. 409 when the job has already finished."""
+    return _view(await services.jobs.cancel(job_id))
+
+
+def _view(job: Job) -> JobView:
     return JobView(
         id=job.id,
         status=job.status,
@@ -86,7 +99,9 @@ async def job_events(
     last_event_id: Annotated[int | None, HeaderParameter(name="Last-Event-ID", ge=0)] = None,
 ) -> ServerSentEvent:
     """`progress` events (one per combination state change: queued, running, recorded, skipped, failed),
-    then one `summary` (or `error`) event, after which the stream ends. A client connecting late gets every
+    then one final event, after which the stream ends: `summary`, `error` (the batch failed), or
+    `cancelled` (by DELETE /jobs/{id} or the server stopping; `{job_id, status, detail, summary,
+    position}`, `summary` counting what ended before the stop). A client connecting late gets every
     earlier event first; one that reconnects with Last-Event-ID gets those after it."""
     return ServerSentEvent(_messages(services.jobs.get(job_id), last_event_id or 0))
 
@@ -96,4 +111,4 @@ async def _messages(job: Job, after: int) -> AsyncIterator[ServerSentEventMessag
         yield ServerSentEventMessage(data=msgspec.json.encode(event.data).decode(), event=event.kind, id=event.id)
 
 
-ROUTES = [run_batch, run_plan, job_status, job_events]
+ROUTES = [run_batch, run_plan, job_status, cancel_job, job_events]
