@@ -1,5 +1,6 @@
-"""`serve()` for real: uvicorn on 127.0.0.1 in a subprocess, a batch over HTTP with its SSE stream read to
-the end by httpx, and another process (this one) appending to the ledger and reading through the server."""
+"""`btledger serve` for real: uvicorn on 127.0.0.1 in a subprocess, a batch over HTTP with its SSE stream read
+to the end by httpx, another process (this one) appending to the ledger and reading through the server, and
+a stop while a client follows a batch."""
 
 from __future__ import annotations
 
@@ -21,17 +22,15 @@ from btledger.bootstrap import open_ledger
 from btledger.domain.errors import InvalidInput, NotFound
 from btledger.projections.readmodel import ReadModel, ReadModelLocked
 from tests.api import sse
-from tests.api.conftest import BATCH
+from tests.api.conftest import BATCH, LONG_BATCH
 
-SERVE = (
-    "import sys; from pathlib import Path; from btledger.api.http import serve; "
-    "serve(port=0, home=Path(sys.argv[1]), workers=1, log_level='warning')"
-)
+# The data directory comes from BTLEDGER_HOME, which the btledger_home fixture sets.
+SERVE = [sys.executable, "-m", "btledger", "serve", "--port", "0", "--workers", "1"]
 
 
 @pytest.fixture
 def server(btledger_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], ServerInfo]]:
-    process = subprocess.Popen([sys.executable, "-c", SERVE, str(btledger_home)])
+    process = subprocess.Popen(SERVE)
     try:
         deadline = time.monotonic() + 60
         while (info := running_server(btledger_home)) is None or not _answers(info.url):
@@ -112,6 +111,35 @@ def test_serve_runs_a_batch_over_http_and_streams_it_to_the_end(
     assert process.wait(30) in (0, -signal.SIGTERM)
     assert not server_file(btledger_home).exists()
     assert running_server(btledger_home) is None
+
+
+def test_a_stop_cancels_the_running_batch_and_ends_its_stream_at_once(
+    server: tuple[subprocess.Popen[bytes], ServerInfo], btledger_home: Path
+) -> None:
+    process, info = server
+    with httpx.Client(base_url=info.url, timeout=30) as http:
+        job = http.post("/backtests", json=LONG_BATCH).json()
+        lines: list[str] = []
+        stopped: float | None = None
+        with http.stream("GET", job["links"]["events"]) as stream:
+            for line in stream.iter_lines():
+                lines.append(line)
+                if stopped is None and sum('"status":"recorded"' in seen for seen in lines) == 2:
+                    process.send_signal(signal.SIGINT)  # as Ctrl-C does
+                    stopped = time.perf_counter()
+        assert stopped is not None
+        ended = time.perf_counter() - stopped
+    events = sse.parse(lines)
+    final = events[-1]
+    assert final.event == "cancelled" and final.data["status"] == "cancelled", final
+    assert final.data["detail"].startswith("the server is stopping; the combinations recorded so far are kept")
+    # Well before uvicorn's graceful-shutdown timeout (5 s), after which it used to cut the stream instead.
+    assert ended < 2
+    recorded = {UUID(e.data["id"]) for e in events[:-1] if e.data["status"] == "recorded"}
+    assert final.data["summary"]["recorded"] == len(recorded) < job["total"]
+    assert process.wait(30) == 130  # the shell's code for an interrupted command
+    # The batch recorded nothing after its final event.
+    assert set(open_ledger(btledger_home).backtest_ids()) == recorded
 
 
 def test_a_stale_server_file_is_ignored(btledger_home: Path) -> None:

@@ -125,6 +125,21 @@ class ServerAlreadyRunning(LedgerError):
     """A server already owns this data directory."""
 
 
+class _Server(uvicorn.Server):
+    """uvicorn that cancels the batch jobs as it starts to stop (on SIGINT or SIGTERM), before it waits for
+    open connections: otherwise a client following a job's events keeps the connection open, the batch
+    goes on recording for the whole graceful-shutdown timeout, and uvicorn then cuts the stream without
+    its final event. Cancelled, each job's stream ends with its `cancelled` event and closes."""
+
+    def __init__(self, config: uvicorn.Config, app: Litestar) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._app.state.services.jobs.stop()
+        await super().shutdown(sockets)
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -133,7 +148,8 @@ def serve(
     workers: int | None = None,
     log_level: str = "info",
 ) -> None:
-    """Run the API with uvicorn (one process: it owns the read model) until interrupted.
+    """Run the API with uvicorn (one process: it owns the read model) until interrupted. SIGINT or SIGTERM
+    cancels the batch jobs first, then lets open requests finish (up to 5 s).
 
     Port 0 picks a free port. Raises, with a message for a person and before anything starts:
     `ValueError` for a bad `workers`, `ServerAlreadyRunning` or `ReadModelLocked` when another process
@@ -153,7 +169,7 @@ def serve(
     app = create_app(home, workers=workers, announce=(host, bound_port))
     app.on_startup.append(_freeze_heap)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+    server = _Server(config, app)
     with listener:
         server.run(sockets=[listener])
     if not server.started:
