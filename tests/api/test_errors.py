@@ -97,6 +97,7 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("GET", "/backtests", {"params": {"favorite_only": "maybe"}}, 400, "favorite_only"),
     ("GET", "/backtests", {"params": {"min_retrun": 5}}, 400, "min_retrun"),
     ("GET", "/backtests", {"params": {"services": 1}}, 400, "services"),  # the handlers' dependency, not a filter
+    ("GET", "/backtests", {"params": [("limit", 1), ("limit", 2)]}, 400, "limit"),  # which one was meant?
     ("GET", "/rankings/robust", {"params": {"as_of": "last tuesday"}}, 400, "as_of"),
     ("GET", "/rankings/robust", {"params": {"as_of": "2020-01-01T00:00:00"}}, 400, "as_of"),
     ("GET", "/health", {"params": {"wait_for": 10**9}}, 400, "wait_for"),

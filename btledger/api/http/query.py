@@ -29,7 +29,7 @@ def _query_names(handler: HTTPRouteHandler) -> frozenset[str]:
 
 
 def reject_unknown_query_parameters(request: Request) -> None:
-    """A `before_request` hook: every query parameter must be one the handler declares."""
+    """A `before_request` hook: every query parameter must be one the handler declares, given once."""
     if not request.scope.get("query_string"):
         return
     known = _query_names(request.route_handler)
@@ -37,3 +37,5 @@ def reject_unknown_query_parameters(request: Request) -> None:
         if name not in known:
             listed = ", ".join(sorted(known)) or "none"
             raise InvalidInput(name, f"unknown query parameter (this endpoint takes: {listed})")
+        if len(values := request.query_params.getall(name)) > 1:  # Litestar would keep the last one
+            raise InvalidInput(name, f"given {len(values)} times; give it once")
