@@ -15,9 +15,10 @@ which also keeps a refusal from telling whether a file exists.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
@@ -72,10 +73,10 @@ def _own_qualified_names(cur: duckdb.DuckDBPyConnection) -> set[tuple[str, ...]]
     return names
 
 
-def _outside_table(cur: duckdb.DuckDBPyConnection, node: dict[str, Any]) -> str | None:
+def _outside_table(node: dict[str, Any], own_names: Callable[[], set[tuple[str, ...]]]) -> str | None:
     parts = [str(node.get(key) or "") for key in ("catalog_name", "schema_name", "table_name")]
     name = tuple(part.lower() for part in parts if part)
-    if _PLAIN_NAME.match(parts[2]) and (len(name) == 1 or name in _own_qualified_names(cur)):
+    if _PLAIN_NAME.match(parts[2]) and (len(name) == 1 or name in own_names()):
         return None
     shown = ".".join(part for part in parts if part)
     return f"{shown!r} is not a table of the read model (files are not readable here)"
@@ -86,9 +87,11 @@ def outside_access(cur: duckdb.DuckDBPyConnection, query: str) -> str | None:
     tree = json.loads(cur.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
     if tree.get("error"):
         return None  # not a plain SELECT tree (SHOW, DESCRIBE ...): nothing it names is a file
+    # Read from the catalog once a statement, and only if it names a table with a schema or catalog part.
+    own_names = functools.cache(lambda: _own_qualified_names(cur))
     for node in _nodes(tree):
         kind = node.get("type")
-        if kind == "BASE_TABLE" and (problem := _outside_table(cur, node)):
+        if kind == "BASE_TABLE" and (problem := _outside_table(node, own_names)):
             return problem
         if kind == "TABLE_FUNCTION":
             name = str((node.get("function") or {}).get("function_name", "")).lower()
