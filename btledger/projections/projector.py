@@ -269,14 +269,7 @@ class _Batch:
 
     def write(self) -> None:
         backtests = self.backtests.values()
-        ledger_events = arrow_table(s.LEDGER_EVENTS, self.ledger_rows)
-        payload = ledger_events.schema.get_field_index("payload")
-        ledger_events = ledger_events.set_column(payload, "payload", self.payloads)
-        over_frame(
-            self.cur,
-            ledger_events,
-            f"INSERT INTO {self.schema}.{s.LEDGER_EVENTS.name} BY NAME SELECT * FROM batch_rows",
-        )
+        insert_ledger_events(self.cur, self.schema, self.ledger_rows, self.payloads)
 
         # Every backtest loaded or registered here was touched by an event of the batch.
         self._delete(s.BACKTEST_KEYS, "id", [b.key["id"] for b in backtests if not b.is_new])
@@ -328,6 +321,22 @@ class _Batch:
             tests = [(b, event) for b in group for event in b.tests]
             self._insert(target(s.ROBUSTNESS_TESTS), _robustness_test_rows(tests))
             self._insert(target(s.ROBUSTNESS_METRICS), _robustness_metric_rows(tests))
+
+
+def insert_ledger_events(
+    cur: duckdb.DuckDBPyConnection, schema: str, rows: Sequence[dict[str, Any]], payloads: pa.Array | None
+) -> None:
+    """Insert `ledger_events` rows with their payloads (`payload_array`, in row order; None: no payloads)."""
+    frame = arrow_table(s.LEDGER_EVENTS, rows)
+    if payloads is not None:
+        frame = frame.set_column(frame.schema.get_field_index("payload"), "payload", payloads)
+    over_frame(cur, frame, f"INSERT INTO {schema}.{s.LEDGER_EVENTS.name} BY NAME SELECT * FROM batch_rows")
+
+
+def payload_array(events: Sequence[LedgerEvent]) -> pa.Array:
+    """The events' payloads, tagged as JSON: DuckDB stores them without parsing them again (the decoder
+    produced them with msgspec, from parts msgspec had parsed, so they are valid JSON by construction)."""
+    return pa.ExtensionArray.from_storage(_JSON, _text_array([event.payload for event in events]))
 
 
 def _text_array(texts: Sequence[bytes | msgspec.Raw]) -> pa.Array:
@@ -439,9 +448,7 @@ class EventBatch:
     """
 
     events: Sequence[LedgerEvent]
-    #: `ledger_events.payload`, in event order. Tagged as JSON, DuckDB stores the payloads without
-    #: parsing them again: the decoder produced them with msgspec, from parts msgspec had parsed, so
-    #: they are valid JSON by construction.
+    #: `ledger_events.payload`, in event order (`payload_array`).
     payloads: pa.Array
     #: Every result's trade rows, parsed ahead (`parse_trades`), or None: parsed as they are inserted.
     trades: pa.Table | None = None
@@ -449,8 +456,7 @@ class EventBatch:
     @classmethod
     def of(cls, events: Sequence[LedgerEvent], trade_parser: duckdb.DuckDBPyConnection | None = None) -> EventBatch:
         """The batch of `events`; with `trade_parser`, a connection of the caller's thread, trades parsed too."""
-        payloads = pa.ExtensionArray.from_storage(_JSON, _text_array([e.payload for e in events]))
-        return cls(events, payloads, None if trade_parser is None else parse_trades(trade_parser, events))
+        return cls(events, payload_array(events), None if trade_parser is None else parse_trades(trade_parser, events))
 
 
 def project_batch(cur: duckdb.DuckDBPyConnection, schema: str, batch: EventBatch) -> None:

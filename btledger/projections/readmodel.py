@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,15 @@ from eventsourcing.persistence import Notification
 from btledger import config
 from btledger.engine.errors import describe
 from btledger.projections import schema as s
-from btledger.projections.events import Decoder, event_type_of
-from btledger.projections.projector import EventBatch, arrow_table, over_frame, project_batch
+from btledger.projections.events import Decoder, LedgerEvent, event_type_of
+from btledger.projections.projector import (
+    EventBatch,
+    arrow_table,
+    insert_ledger_events,
+    over_frame,
+    payload_array,
+    project_batch,
+)
 
 if TYPE_CHECKING:
     from btledger.domain.ledger import Ledger
@@ -588,21 +596,51 @@ class ReadModel:
                 self._apply(cur, schema, batch[:middle], decoder)
                 self._apply(cur, schema, batch[middle:], decoder)
             else:
-                self._park(cur, schema, batch[0], error)
+                self._park(cur, schema, batch[0], error, decoder)
 
-    def _park(self, cur: duckdb.DuckDBPyConnection, schema: str, notification: Notification, error: Exception) -> None:
+    def _park(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        schema: str,
+        notification: Notification,
+        error: Exception,
+        decoder: Decoder,
+    ) -> None:
+        """Record an event that cannot be applied in `dead_letters`, and in `ledger_events` (the audit of
+        every event) with what is known of it: its time and payload only when it can be decoded."""
         log.error("parking event %s (%s): %s", notification.id, notification.topic, error)
+        event: LedgerEvent | None
+        try:
+            event = decoder.decode(notification)
+        except Exception:  # the state itself is unreadable (the error being parked, or one like it)
+            event = None
+        # A time that is not one (a state written by hand) must not stop the parking, and the projector.
+        recorded_at = event.recorded_at if event is not None and isinstance(event.recorded_at, datetime) else None
+        backtest_id = str(notification.originator_id)
         with transaction(cur):
             cur.execute(
-                f"INSERT INTO {schema}.dead_letters VALUES (?, ?, ?, NULL, ?, ?)",
+                f"INSERT INTO {schema}.dead_letters VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     notification.id,
                     event_type_of(notification.topic),
-                    str(notification.originator_id),
+                    backtest_id,
+                    recorded_at,
                     describe(error),
                     bytes(notification.state).decode("utf-8", errors="replace"),
                 ],
             )
+            # As the projector names it: the registered key's strategy, else a Registered event's own.
+            key = cur.execute(f"SELECT strategy FROM {schema}.backtest_keys WHERE id = ?", [backtest_id]).fetchall()
+            strategy = key[0][0] if key else (event.state.get("strategy") if event is not None else None)
+            row = {
+                "position": notification.id,
+                "recorded_at": recorded_at,
+                "event_type": event_type_of(notification.topic),
+                "backtest_id": backtest_id,
+                "strategy": strategy if isinstance(strategy, str) else None,
+                "version": notification.originator_version,
+            }
+            insert_ledger_events(cur, schema, [row], payload_array([event]) if event is not None else None)
             self._record_position(cur, schema, notification.id)
 
     @staticmethod

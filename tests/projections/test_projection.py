@@ -157,6 +157,23 @@ def test_an_event_that_cannot_be_applied_is_parked_and_projection_goes_on(
     [letter] = q.dead_letters(cur)
     assert letter["position"] == bad_position and letter["event_type"] == "ResultRecorded"
     assert error in letter["error"] and '"size"' in letter["payload"]
+    # The parked event is still in the audit table, with its time, strategy and readable payload.
+    recorded = next(e for e in ledger.history(bad) if e.position == bad_position)
+    assert letter["recorded_at"] == recorded.recorded_at.isoformat()
+    audit = cur.execute(
+        "SELECT recorded_at, event_type, backtest_id, strategy, version, payload->'trades' FROM ledger_events "
+        "WHERE position = ?",
+        [bad_position],
+    ).fetchone()
+    assert audit == (
+        recorded.recorded_at,
+        "ResultRecorded",
+        str(bad),
+        "SmaCross",
+        2,
+        json.dumps(trades, separators=(",", ":")),
+    )
+    assert cur.execute("SELECT count(*) FROM ledger_events").fetchone() == (ledger.head(),)
     assert q.favorites(cur)[0]["id"] == str(good)
     assert cur.execute("SELECT status, favorite FROM backtest_keys WHERE id = ?", [str(bad)]).fetchone() == (
         "pending",
@@ -168,20 +185,43 @@ def test_an_event_that_cannot_be_applied_is_parked_and_projection_goes_on(
     assert table_rows(rebuilt) == table_rows(readmodel)
 
 
+@pytest.mark.parametrize(
+    ("state", "payload"),
+    [(b"not json", None), (b'{"timestamp": "yesterday", "strategy": {"a": 1}}', {"strategy": {"a": 1}})],
+    ids=["not JSON", "no time"],
+)
 def test_an_event_that_cannot_be_decoded_is_parked_by_catch_up_and_rebuild(
-    ledger: Ledger, readmodel: ReadModel, tmp_path: Path
+    ledger: Ledger, readmodel: ReadModel, tmp_path: Path, state: bytes, payload: dict[str, object] | None
 ) -> None:
     good, _ = ledger.record_outcome(spec(), outcome())
+    bad_id = uuid4()
     [bad_position] = ledger.recorder.insert_events(
-        [StoredEvent(uuid4(), 1, "btledger.domain.backtest:Backtest.Registered", b"not json")]
+        [StoredEvent(bad_id, 1, "btledger.domain.backtest:Backtest.Registered", state)]
     )
     ledger.toggle_favorite(good)
 
     readmodel.catch_up(ledger)
 
-    [letter] = q.dead_letters(readmodel.cursor())
-    assert letter["position"] == bad_position and letter["payload"] == "not json"
-    assert q.favorites(readmodel.cursor())[0]["id"] == str(good)
+    cur = readmodel.cursor()
+    [letter] = q.dead_letters(cur)
+    assert letter["position"] == bad_position and letter["payload"] == state.decode()
+    assert letter["recorded_at"] is None  # no time can be read from its state
+    # Still listed among every event, with what can be read of it.
+    [audit] = q.query(
+        cur,
+        "SELECT recorded_at, event_type, backtest_id, strategy, version, payload FROM ledger_events WHERE position = ?",
+        [bad_position],
+    )
+    assert audit == {
+        "recorded_at": None,
+        "event_type": "Registered",
+        "backtest_id": str(bad_id),
+        "strategy": None,
+        "version": 1,
+        "payload": payload,
+    }
+    assert cur.execute("SELECT count(*) FROM ledger_events").fetchone() == (ledger.head(),)
+    assert q.favorites(cur)[0]["id"] == str(good)
     # A rebuild decodes on a thread ahead of the writes: the error still parks that one event.
     rebuilt = ReadModel.open(tmp_path / "rebuilt.duckdb", timeframes=TIMEFRAMES)
     rebuilt.rebuild(ledger)
