@@ -15,7 +15,9 @@ from uuid import UUID
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from btledger.api.cli import app
 from btledger.api.client import Client, ServerInfo, running_server, server_file
 from btledger.api.http.app import ServerAlreadyRunning, serve
 from btledger.bootstrap import open_ledger
@@ -148,3 +150,48 @@ def test_a_stale_server_file_is_ignored(btledger_home: Path) -> None:
     server_file(btledger_home).write_text(json.dumps({"pid": dead.pid, "host": "127.0.0.1", "port": 1}))
     assert running_server(btledger_home) is None
     assert Client.for_home(btledger_home) is None
+
+
+#: A literal of each kind of DuckDB value, and the JSON `btledger sql --json` gives for it on either path.
+LITERALS: dict[str, tuple[str, object]] = {
+    "blob": (r"'\xAA\xFF\x00'::BLOB", "qv8A"),  # base64
+    "text_blob": ("'ab'::BLOB", "YWI="),
+    "interval": ("INTERVAL '1 month 2 days 3 hours 4.5 seconds'", "P32DT3H4.5S"),  # ISO 8601; a month is 30 days
+    "negative_interval": ("INTERVAL '-90 minutes'", "-PT1H30M"),
+    "uuid": ("'550e8400-e29b-41d4-a716-446655440000'::UUID", "550e8400-e29b-41d4-a716-446655440000"),
+    "decimal": ("123.450::DECIMAL(10, 3)", 123.45),
+    "hugeint": ("170141183460469231731687303715884105727::HUGEINT", 170141183460469231731687303715884105727),
+    "uhugeint": ("340282366920938463463374607431768211455::UHUGEINT", 340282366920938463463374607431768211455),
+    "list": ("[1, NULL]", [1, None]),
+    "fixed_array": ("[1, 2]::INTEGER[2]", [1, 2]),
+    "struct": ("{'a': 1, 'b': [1.5], 'c': '\\xAA'::BLOB}", {"a": 1, "b": [1.5], "c": "qg=="}),
+    "map": ("MAP {1: 'x', 2: 'y'}", {"1": "x", "2": "y"}),
+    "boolean_map": ("MAP {true: INTERVAL 1 DAY}", {"true": "P1D"}),
+    "time": ("TIME '12:34:56.5'", "12:34:56.500000"),
+    "time_tz": ("'12:34:56+02:00'::TIMETZ", "12:34:56+02:00"),
+    "date": ("DATE '2020-01-02'", "2020-01-02"),
+    "timestamp": ("TIMESTAMP '2020-01-02 03:04:05.123'", "2020-01-02T03:04:05.123000"),
+    "timestamp_tz": ("TIMESTAMPTZ '2020-01-02 03:04:05+02'", "2020-01-02T01:04:05+00:00"),
+    "nan": ("'nan'::DOUBLE", None),
+    "infinity": ("'inf'::DOUBLE", None),
+    "minus_infinity": ("'-inf'::FLOAT", None),
+    "nan_in_a_list": ("[1.0, 'nan'::DOUBLE]", [1.0, None]),
+    "json": ("'{\"a\": 1}'::JSON", '{"a": 1}'),
+    "enum": ("'a'::ENUM('a', 'b')", "a"),
+    "null": ("NULL", None),
+}
+
+
+def test_sql_gives_the_same_json_for_every_type_locally_and_through_the_server(
+    server: tuple[subprocess.Popen[bytes], ServerInfo], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statement = "SELECT " + ", ".join(f"{literal} AS {name}" for name, (literal, _) in LITERALS.items())
+    # The server owns this home's read model: the CLI can only read through it.
+    remote = CliRunner().invoke(app, ["sql", statement, "--json"])
+    monkeypatch.setenv("BTLEDGER_HOME", str(tmp_path / "local"))  # no server: the CLI opens a read model itself
+    local = CliRunner().invoke(app, ["sql", statement, "--json"])
+
+    assert remote.exit_code == 0, remote.output
+    assert local.exit_code == 0, local.output
+    assert json.loads(local.stdout) == [{name: value for name, (_, value) in LITERALS.items()}]
+    assert remote.stdout == local.stdout
