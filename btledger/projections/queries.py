@@ -404,6 +404,18 @@ def dead_letters(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 _READ_ONLY = frozenset({duckdb.StatementType.SELECT})
 
 
+#: DuckDB parses a PIVOT with no IN list as several statements (its only MULTI statement): a CREATE TYPE
+#: that first reads the distinct values from the PIVOT's source, then the query. `json_serialize_sql`
+#: does not serialize them, so `outside_access` cannot check that source, and a file's text would
+#: come back as column names. With its values listed, a PIVOT is one SELECT, checked like any other.
+_PIVOT_WITHOUT_VALUES = (
+    "a PIVOT without an IN list is not allowed: DuckDB first runs a hidden statement to find its columns, "
+    "which the read-only check cannot inspect. List the values, as in PIVOT backtests ON timeframe "
+    "IN ('H1', 'D1') USING avg(return_dd) GROUP BY strategy, or aggregate with FILTER: SELECT strategy, "
+    "avg(return_dd) FILTER (WHERE timeframe = 'H1') AS H1 FROM backtests GROUP BY strategy"
+)
+
+
 class SqlRefused(InvalidInput):
     """An analyst statement that could write, or more than one statement."""
 
@@ -424,11 +436,12 @@ MAX_SQL_ROWS = 100_000
 
 
 def run_sql(cur: duckdb.DuckDBPyConnection, sql: str, max_rows: int = 10_000) -> SqlResult:
-    """Run one read-only statement (SELECT, WITH … SELECT, FROM …, DESCRIBE, SHOW, SUMMARIZE).
+    """Run one read-only statement (SELECT, WITH … SELECT, FROM …, DESCRIBE, SHOW, SUMMARIZE, UNPIVOT,
+    PIVOT … IN (…)).
 
     Anything else (INSERT, UPDATE, DELETE, CREATE, DROP, COPY, ATTACH, INSTALL, LOAD, PRAGMA, SET,
-    CALL, …) is refused before it runs; the statement also runs in a transaction that is rolled
-    back, so nothing it might change can stay.
+    CALL, a PIVOT without an IN list, …) is refused before it runs; the statement also runs in a
+    transaction that is rolled back, so nothing it might change can stay.
     """
     try:
         statements = duckdb.extract_statements(sql)
@@ -437,6 +450,8 @@ def run_sql(cur: duckdb.DuckDBPyConnection, sql: str, max_rows: int = 10_000) ->
     if len(statements) != 1:
         raise SqlRefused(f"expected exactly one statement, got {len(statements)}")
     statement = statements[0]
+    if statement.type is duckdb.StatementType.MULTI:
+        raise SqlRefused(_PIVOT_WITHOUT_VALUES)
     if statement.type not in _READ_ONLY:
         raise SqlRefused(f"{statement.type.name} statements are not allowed: the read model is read-only here")
     if problem := outside_access(cur, statement.query):

@@ -486,6 +486,49 @@ def test_sql_cannot_read_python_objects_by_name(readmodel: ReadModel, monkeypatc
         q.run_sql(readmodel.cursor(), "SELECT * FROM leaked_rows")
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "PIVOT backtests ON timeframe IN ('D1', 'H1') USING count(*) GROUP BY strategy ORDER BY strategy",
+        "SELECT * FROM backtests PIVOT (count(*) FOR timeframe IN ('D1', 'H1') GROUP BY strategy) ORDER BY strategy",
+    ],
+    ids=["PIVOT statement", "PIVOT clause"],
+)
+def test_sql_may_pivot_on_listed_values(ledger: Ledger, readmodel: ReadModel, sql: str) -> None:
+    _record(ledger, strategy="SmaCross", timeframe="D1")
+    _record(ledger, strategy="SmaCross", timeframe="H1")
+    _record(ledger, strategy="DonchianBreakout", timeframe="H1", risk=2.0)
+    readmodel.catch_up(ledger)
+
+    result = q.run_sql(readmodel.cursor(), sql)
+
+    assert result.columns == ["strategy", "D1", "H1"]
+    assert result.rows == [["DonchianBreakout", 0, 1], ["SmaCross", 1, 1]]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "PIVOT backtests ON timeframe USING count(*) GROUP BY strategy",
+        "SELECT * FROM (PIVOT backtests ON timeframe USING count(*))",
+        # What DuckDB would run first, unchecked: the file's text would come back as column names.
+        "PIVOT (SELECT content FROM read_text('/etc/hostname')) ON content USING count(*)",
+    ],
+)
+def test_sql_refuses_a_pivot_without_its_values_saying_why_and_what_to_write(readmodel: ReadModel, sql: str) -> None:
+    with pytest.raises(q.SqlRefused) as raised:
+        q.run_sql(readmodel.cursor(), sql)
+
+    message = str(raised.value)
+    assert message.startswith("sql: a PIVOT without an IN list is not allowed")
+    assert "IN (" in message and "FILTER (WHERE" in message
+
+
+def test_sql_refuses_a_pivot_of_a_file(readmodel: ReadModel) -> None:
+    with pytest.raises(q.SqlRefused, match=r"read_text\(\) is not allowed"):
+        q.run_sql(readmodel.cursor(), "PIVOT read_text('/etc/hostname') ON content IN ('x') USING count(*)")
+
+
 def test_sql_errors_are_reported_as_invalid_input(readmodel: ReadModel) -> None:
     with pytest.raises(InvalidInput, match="no_such_table"):
         q.run_sql(readmodel.cursor(), "SELECT * FROM no_such_table")

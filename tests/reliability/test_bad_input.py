@@ -208,6 +208,7 @@ SQL_CASES = [
     ("SET threads = 1", "sql: "),
     ("PRAGMA database_list", "sql: "),
     ("SELECT * FROM read_csv('/etc/passwd')", "sql: "),
+    ("PIVOT backtests ON timeframe USING count(*)", "sql: a PIVOT without an IN list is not allowed"),
     ("SELECT getenv('HOME')", "sql: "),
     ("SELECT " + HUGE, "sql: "),
     ("SELECT * FROM no_such_table", "sql: "),
