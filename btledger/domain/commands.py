@@ -149,8 +149,9 @@ class RunBatch(_Command):
 
     @model_validator(mode="after")
     def _params_known(self) -> RunBatch:
-        # Checked here, not only by the engine: an unknown or mistyped parameter used to be appended as a
-        # RunFailed event per combination (and tried again by every later run of the batch).
+        # Checked here, not only by the engine: an unknown or mistyped parameter, or one outside the bounds its
+        # strategy declares, would be appended as a RunFailed event per combination (and tried again by
+        # every later run of the batch).
         for strategy in dict.fromkeys(self.strategies):
             try:
                 get_strategy(strategy).resolve_params(self.params)

@@ -8,8 +8,9 @@ Two origins, read once per process:
   (`MyStrategy = "my_package.module:MyStrategy"`), registered under the entry point's name.
 
 A strategy's parameters are its public class attributes holding a bool, int, float or str (besides
-those of `RiskSizedStrategy`, which the engine sets); a run's `params` override them by name. Its
-fingerprint is the SHA-256 of the source of the module defining it.
+those of `RiskSizedStrategy`, which the engine sets); a run's `params` override them by name, within
+the bounds and rules the strategy declares (`btledger.engine.param_bounds`). Its fingerprint is the
+SHA-256 of the source of the module defining it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from btledger.engine.errors import SpecError
+from btledger.engine.param_bounds import Bound, Rule, declared_bounds, declared_rules
 from btledger.engine.result import JsonScalar
 
 if TYPE_CHECKING:
@@ -36,27 +38,45 @@ _PARAM_TYPES = (bool, int, float, str)
 
 @dataclass(frozen=True)
 class StrategyEntry:
-    """One registered strategy: its class, default parameters, source fingerprint and origin."""
+    """One registered strategy: its class, default parameters, their declared bounds and rules, source
+    fingerprint and origin."""
 
     name: str
     cls: type[Strategy]
     params: MappingProxyType[str, JsonScalar]
+    bounds: MappingProxyType[str, Bound]
+    rules: tuple[Rule, ...]
     fingerprint: str
     origin: str
 
     def resolve_params(self, overrides: dict[str, JsonScalar]) -> dict[str, JsonScalar]:
-        """Default parameters updated by `overrides`, each checked against its default's type.
+        """Default parameters updated by `overrides`, each checked against its default's type and its
+        bound, then all of them against the strategy's rules.
 
-        Raises `SpecError` (field `params`) naming an unknown parameter or a value of the wrong type.
-        An int is accepted for a float parameter, and an integral float for an int one.
+        Raises `SpecError` (field `params`) naming an unknown parameter, a value of the wrong type, or
+        the strategy, parameter, bound and value that breaks it. An int is accepted for a float
+        parameter, and an integral float for an int one.
         """
         resolved = dict(self.params)
         for key, value in overrides.items():
             if key not in self.params:
-                known = ", ".join(sorted(self.params)) or "none"
+                known = self.describe_params()
                 raise SpecError("params", f"unknown parameter {key!r} for {self.name} (known: {known})")
             resolved[key] = _coerce(self.name, key, value, self.params[key])
+            bound = self.bounds.get(key)
+            if bound is not None and not bound.admits(resolved[key]):
+                raise SpecError("params", f"{self.name}.{key} must satisfy {bound}, got {value!r}")
+        for rule in self.rules:
+            if not rule.admits(resolved):
+                given = ", ".join(f"{name}={resolved[name]!r}" for name in dict.fromkeys(rule.names))
+                raise SpecError("params", f"{self.name} must satisfy {rule}, got {given}")
         return resolved
+
+    def describe_params(self) -> str:
+        """The parameters for a person: each name, or its bound when it has one, then the rules
+        (`atr_period >= 1, n_fast >= 1, ...; n_fast < n_slow`)."""
+        names = ", ".join(str(self.bounds.get(name, name)) for name in sorted(self.params)) or "none"
+        return "; ".join([names, *map(str, self.rules)])
 
     def key_params(self, overrides: dict[str, JsonScalar]) -> dict[str, JsonScalar]:
         """The overrides that change a run, as a result's key holds them: each coerced to its default's
@@ -122,14 +142,24 @@ def source_fingerprint(cls: type[Strategy]) -> str:
 
 
 def _entry(name: str, cls: type[Strategy], origin: str) -> StrategyEntry:
-    return StrategyEntry(name=name, cls=cls, params=_params_of(cls), fingerprint=source_fingerprint(cls), origin=origin)
+    params = _params_of(cls)
+    return StrategyEntry(
+        name=name,
+        cls=cls,
+        params=params,
+        bounds=MappingProxyType(declared_bounds(name, cls, params)),
+        rules=declared_rules(name, cls, params),
+        fingerprint=source_fingerprint(cls),
+        origin=origin,
+    )
 
 
 @cache
 def registry() -> MappingProxyType[str, StrategyEntry]:
     """Every registered strategy by name (built once per process).
 
-    Raises `ValueError` when two strategies claim one name or an entry point is not a Strategy class.
+    Raises `ValueError` when two strategies claim one name, an entry point is not a Strategy class, or
+    a strategy declares bounds or rules that cannot apply (see `param_bounds`).
     """
     # Imported here, not with the module: backtesting.py brings bokeh (≈ 1 s), which the commands that
     # only read or mark results (history, favorite, delete...) never need.

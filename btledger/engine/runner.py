@@ -44,7 +44,8 @@ def run_backtest(spec: RunSpec, *, settings: Settings | None = None, plot_path: 
 
     Raises `SpecError` (a `ValueError` whose message starts with the field name, e.g.
     `"risk: must be in (0, 100], got 150"`) for an unknown strategy, ticker or timeframe, a strategy
-    parameter it does not have, `date_from >= date_to`, risk outside (0, 100], cash <= 0, or no data.
+    parameter it does not have or a value outside its declared bounds, `date_from >= date_to`, risk
+    outside (0, 100], cash <= 0, or no data.
     """
     started = time.perf_counter()
     settings = settings or load_settings()

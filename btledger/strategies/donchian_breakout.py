@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from annotated_types import Ge, Gt
+
 from btledger.engine.sizing import RiskSizedStrategy
 from btledger.strategies.indicators import atr, highest, lowest
 
@@ -11,10 +15,10 @@ class DonchianBreakout(RiskSizedStrategy):
     the lowest low; exit on a break of the opposite `exit_period` channel or at the stop, `sl_atr` ATRs
     from the entry."""
 
-    entry_period: int = 20
-    exit_period: int = 10
-    atr_period: int = 14
-    sl_atr: float = 2.0
+    entry_period: Annotated[int, Ge(1)] = 20
+    exit_period: Annotated[int, Ge(1)] = 10
+    atr_period: Annotated[int, Ge(1)] = 14
+    sl_atr: Annotated[float, Gt(0)] = 2.0
 
     def init(self) -> None:
         high, low, close = self.data.High, self.data.Low, self.data.Close

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
+from annotated_types import Ge, Gt, Interval
 
 from btledger.engine.sizing import RiskSizedStrategy
 from btledger.strategies.indicators import atr
@@ -18,13 +21,13 @@ class RandomTrader(RiskSizedStrategy):
     passed `avg_trade_duration`, which this engine rejects as an unknown parameter).
     """
 
-    prob_trade: float = 0.1
-    prob_long: float = 0.5
-    avg_position_hold: float = 2.0
-    std_position_hold: float = 1.5
-    atr_period: int = 14
-    sl_atr: float = 1.5
-    seed: int = 42
+    prob_trade: Annotated[float, Interval(gt=0, le=1)] = 0.1
+    prob_long: Annotated[float, Interval(ge=0, le=1)] = 0.5
+    avg_position_hold: Annotated[float, Ge(0)] = 2.0
+    std_position_hold: Annotated[float, Ge(0)] = 1.5
+    atr_period: Annotated[int, Ge(1)] = 14
+    sl_atr: Annotated[float, Gt(0)] = 1.5
+    seed: Annotated[int, Ge(0)] = 42
 
     def init(self) -> None:
         self.rng = np.random.default_rng(self.seed)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from annotated_types import Ge, Gt, Interval
+
 from btledger.engine.sizing import RiskSizedStrategy
 from btledger.strategies.indicators import atr, rsi
 
@@ -10,12 +14,15 @@ class RsiMeanReversion(RiskSizedStrategy):
     """Long when RSI falls below `oversold`, short above `overbought`; exit when RSI crosses back over
     `exit_level` or at the stop, `sl_atr` ATRs from the entry."""
 
-    rsi_period: int = 14
-    oversold: float = 30.0
-    overbought: float = 70.0
-    exit_level: float = 50.0
-    atr_period: int = 14
-    sl_atr: float = 2.0
+    rsi_period: Annotated[int, Ge(1)] = 14
+    oversold: Annotated[float, Interval(ge=0, le=100)] = 30.0
+    overbought: Annotated[float, Interval(ge=0, le=100)] = 70.0
+    exit_level: Annotated[float, Interval(ge=0, le=100)] = 50.0
+    atr_period: Annotated[int, Ge(1)] = 14
+    sl_atr: Annotated[float, Gt(0)] = 2.0
+    # Outside the entry band, the exit level would close one side's trades as soon as they open (a short
+    # entered at RSI 75 with an exit level of 80).
+    param_rules = ("oversold < overbought", "oversold <= exit_level <= overbought")
 
     def init(self) -> None:
         close = self.data.Close

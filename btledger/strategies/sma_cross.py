@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from annotated_types import Ge, Gt
 from backtesting.lib import crossover
 
 from btledger.engine.sizing import RiskSizedStrategy
@@ -12,11 +15,13 @@ class SmaCross(RiskSizedStrategy):
     """Long when the fast SMA crosses above the slow one, short on the cross below; an opposite cross
     closes the position. Stop `sl_atr` ATRs away, take-profit `tp_ratio` times the stop distance."""
 
-    n_fast: int = 12
-    n_slow: int = 50
-    atr_period: int = 14
-    sl_atr: float = 2.0
-    tp_ratio: float = 1.5
+    n_fast: Annotated[int, Ge(1)] = 12
+    n_slow: Annotated[int, Ge(1)] = 50
+    atr_period: Annotated[int, Ge(1)] = 14
+    sl_atr: Annotated[float, Gt(0)] = 2.0
+    tp_ratio: Annotated[float, Gt(0)] = 1.5
+    # Equal windows never cross, and a fast window longer than the slow one inverts the signals.
+    param_rules = ("n_fast < n_slow",)
 
     def init(self) -> None:
         close = self.data.Close

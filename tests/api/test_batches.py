@@ -156,6 +156,45 @@ def test_a_bad_plan_is_a_400_naming_the_batch_and_nothing_runs(
     assert ledger.head() == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field", "detail"),
+    [
+        (
+            "/backtests",
+            {**BATCH, "params": {"n_fast": -5}},
+            "params",
+            "SmaCross.n_fast must satisfy n_fast >= 1, got -5",
+        ),
+        (
+            "/backtests",
+            {**BATCH, "strategies": ["SmaCross", "RsiMeanReversion"], "params": {"sl_atr": 0}},
+            "params",
+            "SmaCross.sl_atr must satisfy sl_atr > 0, got 0",
+        ),
+        (
+            "/backtests",
+            {**BATCH, "params": {"n_slow": 12}},
+            "params",
+            "SmaCross must satisfy n_fast < n_slow, got n_fast=12, n_slow=12",
+        ),
+        (
+            "/plans",
+            {"batches": [BATCH, {**GOOG_BATCH, "strategies": ["RsiMeanReversion"], "params": {"oversold": 100.5}}]},
+            "batches[1].params",
+            "RsiMeanReversion.oversold must satisfy 0 <= oversold <= 100, got 100.5",
+        ),
+    ],
+    ids=["negative-window", "zero-stop", "slow-not-above-fast", "plan-rsi-above-100"],
+)
+def test_a_parameter_outside_the_strategy_bounds_is_a_400_and_nothing_runs(
+    client: Client, ledger: Ledger, path: str, body: dict[str, Any], field: str, detail: str
+) -> None:
+    refused = client.post(path, json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["field"] == field and refused.json()["detail"] == detail
+    assert ledger.head() == 0
+
+
 def wait_until(client: Client, job_id: str, recorded: int) -> None:
     """Until the job has recorded `recorded` combinations (it runs for seconds more)."""
     deadline = time.monotonic() + 30

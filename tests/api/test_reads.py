@@ -148,13 +148,24 @@ def test_runs_of_a_strategy_on_a_ticker(shared: Shared) -> None:
     assert api.get("/strategies/SmaCross/tickers/NOPE/backtests").json() == []
 
 
-def test_strategies_lists_the_registry_with_fingerprints(shared: Shared) -> None:
+def test_strategies_lists_the_registry_with_bounds_and_fingerprints(shared: Shared) -> None:
     api = shared.client
     listed = api.get("/strategies").json()
     assert [entry["name"] for entry in listed] == sorted(registry())
     sma = next(entry for entry in listed if entry["name"] == "SmaCross")
     assert sma["fingerprint"] == registry()["SmaCross"].fingerprint and len(sma["fingerprint"]) == 64
     assert sma["params"] == dict(registry()["SmaCross"].params)
+    assert sma["bounds"] == {
+        "atr_period": "atr_period >= 1",
+        "n_fast": "n_fast >= 1",
+        "n_slow": "n_slow >= 1",
+        "sl_atr": "sl_atr > 0",
+        "tp_ratio": "tp_ratio > 0",
+    }
+    assert sma["rules"] == ["n_fast < n_slow"]
+    rsi = next(entry for entry in listed if entry["name"] == "RsiMeanReversion")
+    assert rsi["bounds"]["oversold"] == "0 <= oversold <= 100"
+    assert rsi["rules"] == ["oversold < overbought", "oversold <= exit_level <= overbought"]
 
 
 def test_health_reports_positions_and_waits_for_one(shared: Shared) -> None:

@@ -7,6 +7,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 
 from btledger.api.cli import app
 from btledger.config import MAX_WORKERS, clear_config_cache
+from btledger.engine import registry
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
 
 EURUSD = ["--strategy", "SmaCross", "--ticker", "EURUSD", "--risk", "1", "--from", "2017-06-01", "--to", "2017-12-01"]
@@ -189,7 +192,7 @@ def run_args(**changes: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("args", "field"),
+    ("args", "says"),
     [
         (run_args(strategy="NoSuch"), "strategies"),
         (run_args(strategy="../../etc/passwd"), "strategies"),
@@ -205,16 +208,50 @@ def run_args(**changes: str) -> list[str]:
         (run_args(cash="-5"), "initial_cash"),
         (run_args(plot="always"), "plot"),
         (run_args(param="no-equals"), "param"),
+        # values outside the strategy's declared bounds, named with the strategy, bound and value
+        (run_args(param="n_fast=-5"), "params: SmaCross.n_fast must satisfy n_fast >= 1, got -5"),
+        (run_args(param="n_slow=0"), "params: SmaCross.n_slow must satisfy n_slow >= 1, got 0"),
+        (run_args(param="sl_atr=-1.5"), "params: SmaCross.sl_atr must satisfy sl_atr > 0, got -1.5"),
+        (run_args(param="n_fast=60"), "params: SmaCross must satisfy n_fast < n_slow, got n_fast=60, n_slow=50"),
+        (
+            run_args(strategy="RsiMeanReversion", param="overbought=101"),
+            "params: RsiMeanReversion.overbought must satisfy 0 <= overbought <= 100, got 101",
+        ),
     ],
 )
 def test_bad_run_input_exits_2_naming_the_field_and_writes_nothing(
-    btledger_home: Path, args: list[str], field: str
+    btledger_home: Path, args: list[str], says: str
 ) -> None:
     result = cli("run", *args)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), lines
+    assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), lines
     assert event_count(btledger_home) == 0
+
+
+def test_parameters_on_the_edges_of_their_bounds_run(btledger_home: Path) -> None:
+    # n_fast = 1 is its lowest value, and n_slow = 2 the least that n_fast < n_slow allows.
+    edge = cli_json("run", *EURUSD, "--timeframe", "H4", "--param", "n_fast=1", "--param", "n_slow=2", "--workers", "1")
+    assert edge["summary"] == {"recorded": 1, "skipped": 0, "failed": 0}
+    assert edge["results"][0]["metrics"]["trades"] > 0
+    history = cli_json("history", edge["results"][0]["id"])
+    assert history[0]["payload"]["params"] == {"n_fast": 1, "n_slow": 2}
+
+
+@pytest.fixture
+def user_strategy(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """`Plain` (tests/engine/user_strategies.py, no bounds declared) installed as an entry point."""
+    point = EntryPoint("Plain", "tests.engine.user_strategies:Plain", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group == registry.ENTRY_POINT_GROUP else [])
+    registry.registry.cache_clear()
+    yield "Plain"
+    registry.registry.cache_clear()
+
+
+def test_a_user_strategy_without_declared_bounds_runs(btledger_home: Path, user_strategy: str) -> None:
+    ran = cli_json("run", *run_args(strategy=user_strategy, param="window=5"), "--workers", "1")
+    assert ran["summary"] == {"recorded": 1, "skipped": 0, "failed": 0}
+    assert ran["results"][0]["metrics"]["trades"] > 0
 
 
 @pytest.mark.parametrize("command", [["history"], ["favorite"], ["delete"], ["restore"], ["trades"], ["verify"]])
@@ -306,9 +343,14 @@ def test_a_run_with_a_failed_combination_prints_every_outcome_and_exits_1(btledg
         ([], "batches:\n  - {strategies: [SmaCross]\n", "plan: "),
         ([], PLAN_YAML.replace("date_to: 2013-01-01", "date_to: 2009-01-01"), "batches[1].date_from: must be before"),
         ([], PLAN_YAML.replace("GOOG", "NOPE"), "batches[1].tickers: unknown ticker 'NOPE'"),
+        (
+            [],
+            PLAN_YAML.replace("    risks: [1]\n", "    risks: [1]\n    params: {entry_period: 0}\n"),
+            "batches[1].params: DonchianBreakout.entry_period must satisfy entry_period >= 1, got 0",
+        ),
         ([], PLAN_YAML + PLAN_YAML.removeprefix("batches:\n"), "batches[2]: SmaCross EURUSD H4 risk 1 from"),
     ],
-    ids=["plan-and-flags", "not-yaml", "dates", "ticker", "repeated-combination"],
+    ids=["plan-and-flags", "not-yaml", "dates", "ticker", "parameter-out-of-bounds", "repeated-combination"],
 )
 def test_a_bad_plan_exits_2_with_one_line_and_writes_nothing(
     btledger_home: Path, tmp_path: Path, args: list[str], plan_text: str, says: str

@@ -75,3 +75,111 @@ def test_the_fingerprint_covers_the_code_that_decides_the_trades() -> None:
     modules = {m.__name__ for m in _code_modules(get_strategy("SmaCross").cls)}
     # Its own module, the risk-sizing base class and the indicators it calls; not backtesting.py itself.
     assert modules == {"btledger.strategies.sma_cross", "btledger.engine.sizing", "btledger.strategies.indicators"}
+
+
+def register(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Register `tests.engine.user_strategies:<name>` as an installed package's entry point would."""
+    point = EntryPoint(name, f"tests.engine.user_strategies:{name}", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group == registry.ENTRY_POINT_GROUP else [])
+
+
+def test_every_numeric_parameter_of_a_shipped_strategy_has_a_bound() -> None:
+    for name in ("SmaCross", "DonchianBreakout", "RsiMeanReversion", "RandomTrader"):
+        entry = get_strategy(name)
+        assert set(entry.bounds) == set(entry.params), name
+    sma = get_strategy("SmaCross")
+    assert {name: str(bound) for name, bound in sma.bounds.items()} == {
+        "atr_period": "atr_period >= 1",
+        "n_fast": "n_fast >= 1",
+        "n_slow": "n_slow >= 1",
+        "sl_atr": "sl_atr > 0",
+        "tp_ratio": "tp_ratio > 0",
+    }
+    assert [str(rule) for rule in sma.rules] == ["n_fast < n_slow"]
+    assert str(get_strategy("RsiMeanReversion").bounds["oversold"]) == "0 <= oversold <= 100"
+    assert str(get_strategy("RandomTrader").bounds["prob_trade"]) == "0 < prob_trade <= 1"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params", "message"),
+    [
+        ("SmaCross", {"n_fast": -5}, "SmaCross.n_fast must satisfy n_fast >= 1, got -5"),
+        ("SmaCross", {"n_slow": 0.0}, "SmaCross.n_slow must satisfy n_slow >= 1, got 0.0"),
+        ("SmaCross", {"sl_atr": 0}, "SmaCross.sl_atr must satisfy sl_atr > 0, got 0"),
+        ("SmaCross", {"n_fast": 50}, "SmaCross must satisfy n_fast < n_slow, got n_fast=50, n_slow=50"),
+        ("RsiMeanReversion", {"overbought": 100.5}, "RsiMeanReversion.overbought must satisfy 0 <= overbought <= 100"),
+        (
+            "RsiMeanReversion",
+            {"exit_level": 20},
+            "RsiMeanReversion must satisfy oversold <= exit_level <= overbought, "
+            "got oversold=30.0, exit_level=20.0, overbought=70.0",
+        ),
+        ("RandomTrader", {"prob_trade": 0}, "RandomTrader.prob_trade must satisfy 0 < prob_trade <= 1, got 0"),
+        ("RandomTrader", {"std_position_hold": -1.5}, "RandomTrader.std_position_hold must satisfy"),
+        ("DonchianBreakout", {"exit_period": 0}, "DonchianBreakout.exit_period must satisfy exit_period >= 1, got 0"),
+    ],
+)
+def test_a_value_outside_the_declared_bounds_names_strategy_parameter_bound_and_value(
+    strategy: str, params: dict, message: str
+) -> None:
+    with pytest.raises(SpecError) as raised:
+        get_strategy(strategy).key_params(params)
+    assert raised.value.field == "params" and str(raised.value).startswith(f"params: {message}")
+
+
+def test_values_on_the_edges_of_the_bounds_are_accepted() -> None:
+    assert get_strategy("SmaCross").key_params({"n_fast": 1, "n_slow": 2}) == {"n_fast": 1, "n_slow": 2}
+    assert get_strategy("SmaCross").key_params({"n_fast": 49}) == {"n_fast": 49}  # n_slow is 50
+    edges = {"oversold": 0, "overbought": 100, "exit_level": 100}
+    assert get_strategy("RsiMeanReversion").key_params(edges) == {
+        "oversold": 0.0,
+        "overbought": 100.0,
+        "exit_level": 100.0,
+    }
+    random_edges = {"prob_trade": 1.0, "prob_long": 0.0, "avg_position_hold": 0.0, "std_position_hold": 0.0, "seed": 0}
+    assert get_strategy("RandomTrader").key_params(random_edges) == random_edges
+
+
+def test_unknown_parameter_lists_the_parameters_with_their_bounds_and_rules() -> None:
+    with pytest.raises(SpecError) as raised:
+        get_strategy("SmaCross").resolve_params({"fast": 5})
+    assert str(raised.value) == (
+        "params: unknown parameter 'fast' for SmaCross (known: atr_period >= 1, n_fast >= 1, n_slow >= 1, "
+        "sl_atr > 0, tp_ratio > 0; n_fast < n_slow)"
+    )
+
+
+def test_a_strategy_without_declarations_takes_any_value_of_each_type(
+    fresh_registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(monkeypatch, "Plain")
+    entry = get_strategy("Plain")
+    assert dict(entry.params) == {"window": 10, "threshold": 0.0} and not entry.bounds and not entry.rules
+    assert entry.key_params({"window": -5, "threshold": -1}) == {"window": -5, "threshold": -1.0}
+    with pytest.raises(SpecError, match=r"^params: Plain\.window must be int"):
+        entry.resolve_params({"window": 2.5})
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("DefaultOutOfBounds", "the default window = 0 is outside its bound window >= 1"),
+        (
+            "UnknownMetadata",
+            "window is annotated with MultipleOf(multiple_of=2); bounds are Gt, Ge, Lt, Le or Interval",
+        ),
+        ("BoundOnText", "label has bounds but is not a number (default 'x')"),
+        ("TwoLowerBounds", "window has two lower bounds"),
+        ("UnreadableRule", "cannot read the rule 'fast << slow'; write e.g. 'n_fast < n_slow'"),
+        ("RuleOnUnknownName", "the rule 'fast < slow' names slow, which is not a numeric parameter"),
+        ("DefaultsBreakTheRule", "the defaults break its rule fast < slow"),
+        ("UnreadableAnnotation", "the annotation of window cannot be read (NameError: name 'NoSuchBound'"),
+    ],
+)
+def test_declarations_that_cannot_apply_stop_the_registry_naming_the_strategy(
+    fresh_registry, monkeypatch: pytest.MonkeyPatch, name: str, problem: str
+) -> None:
+    register(monkeypatch, name)
+    with pytest.raises(ValueError) as raised:
+        strategy_names()
+    assert str(raised.value).startswith(f"strategy {name}: {problem}")

@@ -109,7 +109,11 @@ class StrategyInfo(BaseModel):
     name: str
     fingerprint: str = Field(description="SHA-256 of the strategy module's source.")
     origin: str
-    params: dict[str, str | int | float | bool | None]
+    params: dict[str, str | int | float | bool | None] = Field(description="Each parameter's default.")
+    bounds: dict[str, str] = Field(
+        description="The valid values of each parameter that declares them, e.g. `n_fast >= 1`, `0 <= oversold <= 100`."
+    )
+    rules: list[str] = Field(description="Rules across parameters, e.g. `n_fast < n_slow`.")
 
 
 class Health(BaseModel):

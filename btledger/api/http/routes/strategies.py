@@ -1,4 +1,4 @@
-"""/strategies: the registry (names, parameters, source fingerprints) and deleting a strategy's results."""
+"""/strategies: the registry (names, parameters and their bounds, fingerprints) and deleting a strategy's results."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from btledger.engine.registry import registry
 @get("/strategies", responses=ERRORS, summary="Registered strategies")
 async def strategies() -> list[StrategyInfo]:
     return [
-        StrategyInfo(name=entry.name, fingerprint=entry.fingerprint, origin=entry.origin, params=dict(entry.params))
+        StrategyInfo(
+            name=entry.name,
+            fingerprint=entry.fingerprint,
+            origin=entry.origin,
+            params=dict(entry.params),
+            bounds={name: str(bound) for name, bound in entry.bounds.items()},
+            rules=[str(rule) for rule in entry.rules],
+        )
         for entry in sorted(registry().values(), key=lambda e: e.name)
     ]
 

@@ -1,0 +1,182 @@
+"""The valid values of a strategy's parameters, declared by the strategy next to their defaults.
+
+A bound is `annotated-types` metadata (`Gt`, `Ge`, `Lt`, `Le`, `Interval`) on the parameter's annotation;
+a rule across parameters is a chain of comparisons between their names in the class attribute
+`param_rules`:
+
+    class SmaCross(RiskSizedStrategy):
+        n_fast: Annotated[int, Ge(1)] = 12
+        n_slow: Annotated[int, Ge(1)] = 50
+        sl_atr: Annotated[float, Gt(0)] = 2.0
+        param_rules = ("n_fast < n_slow",)
+
+A parameter without metadata takes any value of its default's type; a strategy declaring nothing runs
+as before. The registry reads the declarations once: a bound on a parameter that is not a number, a
+metadata object it does not know, a rule it cannot read or that names an unknown parameter, or a default
+outside its own bounds stops it with the strategy's name, rather than be ignored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import operator
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+
+from annotated_types import Ge, GroupedMetadata, Gt, Le, Lt
+
+from btledger.engine.result import JsonScalar
+
+if TYPE_CHECKING:
+    from backtesting import Strategy
+
+#: The comparisons a rule may use.
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_RULE_TOKENS = re.compile(r"\s*(<=|>=|<|>|[A-Za-z_]\w*)")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The interval of valid values of one numeric parameter; either end may be open or missing."""
+
+    name: str
+    lower: float | None = None
+    lower_inclusive: bool = True
+    upper: float | None = None
+    upper_inclusive: bool = True
+
+    def admits(self, value: float) -> bool:
+        """Whether `value` lies within the bound (NaN never does)."""
+        above = self.lower is None or (value >= self.lower if self.lower_inclusive else value > self.lower)
+        below = self.upper is None or (value <= self.upper if self.upper_inclusive else value < self.upper)
+        return above and below
+
+    def __str__(self) -> str:
+        """As a person writes it: `n_fast >= 1`, `sl_atr > 0`, `0 <= oversold <= 100`."""
+        if self.upper is None:
+            return f"{self.name} {'>=' if self.lower_inclusive else '>'} {self.lower}"
+        high = "<=" if self.upper_inclusive else "<"
+        if self.lower is None:
+            return f"{self.name} {high} {self.upper}"
+        return f"{self.lower} {'<=' if self.lower_inclusive else '<'} {self.name} {high} {self.upper}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A chain of comparisons between parameters, e.g. `n_fast < n_slow` or `a <= b < c`."""
+
+    text: str
+    names: tuple[str, ...]
+    comparisons: tuple[str, ...]
+
+    def admits(self, params: Mapping[str, JsonScalar]) -> bool:
+        """Whether every comparison of the chain holds for `params`."""
+        chain = zip(self.names[:-1], self.comparisons, self.names[1:], strict=True)
+        return all(_COMPARISONS[sign](params[left], params[right]) for left, sign, right in chain)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def declared_bounds(strategy: str, cls: type[Strategy], params: Mapping[str, JsonScalar]) -> dict[str, Bound]:
+    """The bounds `cls` declares on its parameters, by name; raises `ValueError` naming `strategy` for a
+    declaration it cannot apply or a default outside its bound."""
+    bounds: dict[str, Bound] = {}
+    for name, default in params.items():
+        metadata = list(_metadata(strategy, cls, name))
+        if not metadata:
+            continue
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            raise ValueError(f"strategy {strategy}: {name} has bounds but is not a number (default {default!r})")
+        bound = _bound(strategy, name, metadata)
+        if not bound.admits(default):
+            raise ValueError(f"strategy {strategy}: the default {name} = {default!r} is outside its bound {bound}")
+        bounds[name] = bound
+    return bounds
+
+
+def declared_rules(strategy: str, cls: type[Strategy], params: Mapping[str, JsonScalar]) -> tuple[Rule, ...]:
+    """The rules of `cls.param_rules`; raises `ValueError` naming `strategy` for one it cannot read, one
+    naming anything but a numeric parameter, or one the defaults break."""
+    declared = getattr(cls, "param_rules", ())
+    if isinstance(declared, str) or not all(isinstance(text, str) for text in declared):
+        raise ValueError(f"strategy {strategy}: param_rules must be a tuple of texts like 'n_fast < n_slow'")
+    rules = tuple(_rule(strategy, text, params) for text in declared)
+    for rule in rules:
+        if not rule.admits(params):
+            raise ValueError(f"strategy {strategy}: the defaults break its rule {rule}")
+    return rules
+
+
+def _metadata(strategy: str, cls: type[Strategy], name: str) -> Iterator[object]:
+    """The `Annotated` metadata of the parameter's annotation in the nearest class declaring it, with
+    grouped metadata (`Interval`) unpacked."""
+    for owner in cls.__mro__:
+        annotations = inspect.get_annotations(owner)
+        if name in annotations:
+            annotation = annotations[name]
+            break
+    else:
+        return
+    if isinstance(annotation, str):  # `from __future__ import annotations`: evaluated as typing would
+        module = sys.modules.get(owner.__module__)
+        try:
+            annotation = eval(annotation, vars(module) if module else {}, dict(vars(owner)))
+        except Exception as error:
+            raise ValueError(
+                f"strategy {strategy}: the annotation of {name} cannot be read ({type(error).__name__}: {error})"
+            ) from None
+    if get_origin(annotation) is not Annotated:
+        return
+    for item in get_args(annotation)[1:]:
+        yield from item if isinstance(item, GroupedMetadata) else (item,)
+
+
+def _bound(strategy: str, name: str, metadata: list[object]) -> Bound:
+    ends: dict[str, tuple[float, bool]] = {}
+    for item in metadata:
+        match item:
+            case Gt(gt=value) | Ge(ge=value):
+                side, inclusive = "lower", isinstance(item, Ge)
+            case Lt(lt=value) | Le(le=value):
+                side, inclusive = "upper", isinstance(item, Le)
+            case _:
+                raise ValueError(
+                    f"strategy {strategy}: {name} is annotated with {item!r}; bounds are Gt, Ge, Lt, Le or Interval"
+                )
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"strategy {strategy}: the bound {item!r} of {name} is not a finite number")
+        if side in ends:
+            raise ValueError(f"strategy {strategy}: {name} has two {side} bounds")
+        ends[side] = (value, inclusive)
+    lower, lower_inclusive = ends.get("lower", (None, True))
+    upper, upper_inclusive = ends.get("upper", (None, True))
+    return Bound(name, lower, lower_inclusive, upper, upper_inclusive)
+
+
+def _rule(strategy: str, text: str, params: Mapping[str, JsonScalar]) -> Rule:
+    tokens = _RULE_TOKENS.findall(text)
+    names, comparisons = tokens[::2], tokens[1::2]
+    if (
+        "".join(tokens) != "".join(text.split())
+        or len(names) < 2
+        or len(comparisons) != len(names) - 1
+        or any(name in _COMPARISONS for name in names)
+        or any(sign not in _COMPARISONS for sign in comparisons)
+    ):
+        raise ValueError(f"strategy {strategy}: cannot read the rule {text!r}; write e.g. 'n_fast < n_slow'")
+    for name in names:
+        value = params.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"strategy {strategy}: the rule {text!r} names {name}, which is not a numeric parameter")
+    written = names[0] + "".join(f" {sign} {name}" for sign, name in zip(comparisons, names[1:], strict=True))
+    return Rule(written, tuple(names), tuple(comparisons))
