@@ -367,6 +367,16 @@ def search(
 
 
 @app.command()
+def strategies(as_json: JsonFlag = False) -> None:
+    """The registered strategies: each parameter's default and valid values, the rules across them."""
+    from btledger.engine.registry import strategy_listings
+
+    with errors_to_exit_codes():
+        listings = strategy_listings()
+    emit(listings, as_json, render.strategies_table)
+
+
+@app.command()
 def trades(backtest: IdArgument, as_json: JsonFlag = False) -> None:
     """The trades of one result."""
     from btledger.api.reading import open_reader

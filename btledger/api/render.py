@@ -67,6 +67,22 @@ def _with_date_range(columns: list[str], rows: Sequence[dict[str, Any]]) -> list
     return [*columns[:at], "date_from", "date_to", *columns[at:]]
 
 
+def strategies_table(listings: Sequence[dict[str, Any]]) -> None:
+    """One row per parameter: its strategy, default and valid values; a strategy's rules on its first row."""
+    rows = [
+        {
+            "strategy": listing["name"] if index == 0 else "",
+            "parameter": name,
+            "default": default,
+            "valid values": listing["bounds"].get(name, "any"),
+            "rules": "; ".join(listing["rules"]) if index == 0 else "",
+        }
+        for listing in listings
+        for index, (name, default) in enumerate(sorted(listing["params"].items()) or [("", None)])
+    ]
+    rows_table(rows, title="strategies (btledger run --param NAME=VALUE)")
+
+
 def key_values(data: dict[str, Any], title: str | None = None) -> None:
     table = Table(title=title, show_header=False)
     table.add_column("name", style="bold")

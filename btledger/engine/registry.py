@@ -78,6 +78,17 @@ class StrategyEntry:
         names = ", ".join(str(self.bounds.get(name, name)) for name in sorted(self.params)) or "none"
         return "; ".join([names, *map(str, self.rules)])
 
+    def listing(self) -> dict[str, Any]:
+        """What a user is shown of the strategy (`btledger strategies`, `GET /strategies`): plain values."""
+        return {
+            "name": self.name,
+            "params": dict(self.params),
+            "bounds": {name: str(bound) for name, bound in self.bounds.items()},
+            "rules": [str(rule) for rule in self.rules],
+            "origin": self.origin,
+            "fingerprint": self.fingerprint,
+        }
+
     def key_params(self, overrides: dict[str, JsonScalar]) -> dict[str, JsonScalar]:
         """The overrides that change a run, as a result's key holds them: each coerced to its default's
         type, those equal to their default left out. So `{}`, `{"n_fast": 12}` (the default) and
@@ -191,6 +202,11 @@ def registry() -> MappingProxyType[str, StrategyEntry]:
 def strategy_names() -> list[str]:
     """Registered strategy names, sorted."""
     return sorted(registry())
+
+
+def strategy_listings() -> list[dict[str, Any]]:
+    """Every registered strategy as a user is shown it (`StrategyEntry.listing`), by name."""
+    return [entry.listing() for entry in sorted(registry().values(), key=lambda entry: entry.name)]
 
 
 def get_strategy(name: str) -> StrategyEntry:

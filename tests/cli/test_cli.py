@@ -254,6 +254,22 @@ def test_a_user_strategy_without_declared_bounds_runs(btledger_home: Path, user_
     assert ran["results"][0]["metrics"]["trades"] > 0
 
 
+def test_strategies_lists_each_parameter_with_its_default_and_valid_values(user_strategy: str) -> None:
+    listed = {listing["name"]: listing for listing in cli_json("strategies")}
+    assert set(listed) == {"SmaCross", "DonchianBreakout", "RsiMeanReversion", "RandomTrader", user_strategy}
+    sma = listed["SmaCross"]
+    assert sma["params"]["n_fast"] == 12 and sma["bounds"]["n_fast"] == "n_fast >= 1"
+    assert sma["rules"] == ["n_fast < n_slow"]
+    plain = listed[user_strategy]
+    assert plain["bounds"] == {} and plain["rules"] == []
+    assert plain["origin"] == "entry point tests.engine.user_strategies:Plain"
+
+    table = cli("strategies")
+    assert table.exit_code == 0, table.output
+    for shown in ("SmaCross", "n_fast", "n_fast >= 1", "n_fast < n_slow", "0 <= oversold <= 100", "any"):
+        assert shown in table.stdout, shown
+
+
 @pytest.mark.parametrize("command", [["history"], ["favorite"], ["delete"], ["restore"], ["trades"], ["verify"]])
 def test_unknown_ids_exit_2(btledger_home: Path, command: list[str]) -> None:
     cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")

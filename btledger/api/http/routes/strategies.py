@@ -12,22 +12,12 @@ from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
 from btledger.api.http.schemas import StrategyDeletion, StrategyInfo
 from btledger.api.http.services import Services
 from btledger.domain.errors import NotFound
-from btledger.engine.registry import registry
+from btledger.engine.registry import registry, strategy_listings
 
 
 @get("/strategies", responses=ERRORS, summary="Registered strategies")
 async def strategies() -> list[StrategyInfo]:
-    return [
-        StrategyInfo(
-            name=entry.name,
-            fingerprint=entry.fingerprint,
-            origin=entry.origin,
-            params=dict(entry.params),
-            bounds={name: str(bound) for name, bound in entry.bounds.items()},
-            rules=[str(rule) for rule in entry.rules],
-        )
-        for entry in sorted(registry().values(), key=lambda e: e.name)
-    ]
+    return [StrategyInfo(**listing) for listing in strategy_listings()]
 
 
 @delete(
