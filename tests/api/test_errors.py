@@ -98,6 +98,13 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("GET", "/backtests", {"params": {"min_retrun": 5}}, 400, "min_retrun"),
     ("GET", "/backtests", {"params": {"services": 1}}, 400, "services"),  # the handlers' dependency, not a filter
     ("GET", "/backtests", {"params": [("limit", 1), ("limit", 2)]}, 400, "limit"),  # which one was meant?
+    # a whole number is written in digits: Litestar would read 5.0 or 5e0 as 5
+    ("GET", "/backtests", {"params": {"limit": "5.0"}}, 400, "limit"),
+    ("GET", "/backtests", {"params": {"limit": "5e0"}}, 400, "limit"),
+    ("GET", "/backtests", {"params": {"limit": " 5"}}, 400, "limit"),
+    ("GET", "/backtests", {"params": {"offset": "1.0"}}, 400, "offset"),
+    ("GET", "/health", {"params": {"wait_for": "0.0"}}, 400, "wait_for"),
+    ("GET", "/jobs/not-a-job/events", {"headers": {"Last-Event-ID": "1.0"}}, 400, "Last-Event-ID"),
     ("GET", "/rankings/robust", {"params": {"as_of": "last tuesday"}}, 400, "as_of"),
     ("GET", "/rankings/robust", {"params": {"as_of": "2020-01-01T00:00:00"}}, 400, "as_of"),
     ("GET", "/health", {"params": {"wait_for": 10**9}}, 400, "wait_for"),

@@ -29,7 +29,7 @@ from btledger.api.http.auth import require_token
 from btledger.api.http.cache import QueryCache
 from btledger.api.http.errors import EXCEPTION_HANDLERS
 from btledger.api.http.jobs import Jobs
-from btledger.api.http.query import reject_unknown_query_parameters
+from btledger.api.http.query import check_parameters
 from btledger.api.http.routes import backtests, jobs, rankings, strategies, system
 from btledger.api.http.services import Services, provide_services
 from btledger.config import check_workers
@@ -94,7 +94,7 @@ def create_app(
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         guards=[require_token(token)] if token else [],
-        before_request=reject_unknown_query_parameters,
+        before_request=check_parameters,
         openapi_config=_openapi(secured=token is not None),
     )
 
