@@ -249,6 +249,16 @@ def test_a_running_job_stops_keeping_what_it_recorded_and_a_rerun_runs_the_rest(
     assert rerun["skipped"] == summary["recorded"] and rerun["recorded"] >= 1
 
 
+def test_head_on_a_running_jobs_events_answers_the_streams_headers_at_once(client: Client) -> None:
+    job_id = client.post("/backtests", json=LONG_BATCH).json()["job_id"]
+    head = client.head(f"/jobs/{job_id}/events")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
+    assert head.content == b""
+    # It did not wait for the job's last event to end the response.
+    assert client.get(f"/jobs/{job_id}").json()["status"] in ("queued", "running")
+    assert client.delete(f"/jobs/{job_id}").json()["status"] == "cancelled"
+
+
 def test_cancelling_an_unknown_or_finished_job_is_a_404_or_a_409(client: Client) -> None:
     unknown = client.delete("/jobs/0123abcd")
     assert unknown.status_code == 404 and unknown.json()["field"] == "id"

@@ -219,6 +219,24 @@ def test_openapi_schema_and_docs_page(shared: Shared) -> None:
     assert "text/html" in api.get("/schema").headers["content-type"]
 
 
+def test_every_read_answers_head_with_its_status_and_headers_and_no_body(shared: Shared) -> None:
+    api = shared.client
+    values = {
+        "backtest_id": shared.seeded["sma_eur_h1"].id,
+        "job_id": "no-such-job",
+        "name": "SmaCross",
+        "ticker": "EURUSD",
+    }
+    paths = [path for path, item in api.get("/schema/openapi.json").json()["paths"].items() if "get" in item]
+    assert len(paths) == 13
+    for template in paths:
+        path = template.format(**values)
+        for params in ({}, {"bogus": "1"}):
+            get, head = api.get(path, params=params), api.head(path, params=params)
+            assert (head.status_code, head.headers) == (get.status_code, get.headers), path
+            assert head.content == b"" and get.content, path
+
+
 def test_cached_reads_follow_events_appended_by_another_process(
     api: Client, seeded: dict[str, Seeded], ledger: Ledger
 ) -> None:

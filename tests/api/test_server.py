@@ -75,6 +75,10 @@ def test_serve_runs_a_batch_over_http_and_streams_it_to_the_end(
                     assert time.perf_counter() - started < 2
         events = sse.parse(lines)
         assert answered_meanwhile == [200]
+        # uvicorn sends a HEAD the GET's status and headers, without the body.
+        health, head = http.get("/health"), http.head("/health")
+        assert (head.status_code, head.headers["content-length"]) == (200, health.headers["content-length"])
+        assert head.content == b""
         assert events[-1].event == "summary"
         assert events[-1].data["summary"] == {"recorded": 4, "skipped": 0, "failed": 0}
         assert [e.data["status"] for e in events[:-1]].count("recorded") == 4

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from litestar import MediaType, Response, delete, get, post, put
+from litestar import MediaType, Response, delete, post, put
 from litestar.di import NamedDependency
 from litestar.params import Body, FromQuery, PathParameter, QueryParameter
 from litestar.response import File
 
 from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
+from btledger.api.http.routes import get
 from btledger.api.http.schemas import (
     BacktestDetail,
     DeletionResult,

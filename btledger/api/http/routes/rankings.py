@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from litestar import Response, get
+from litestar import Response
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
 from btledger.api.http.errors import ERRORS
+from btledger.api.http.routes import get
 from btledger.api.http.schemas import BacktestRow, RobustRow
 from btledger.api.http.services import Services
 from btledger.projections import queries

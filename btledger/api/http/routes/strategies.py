@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import delete, get
+from litestar import delete
 from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
 from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
+from btledger.api.http.routes import get
 from btledger.api.http.schemas import StrategyDeletion, StrategyInfo
 from btledger.api.http.services import Services
 from btledger.domain.errors import NotFound

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import get, post
+from litestar import post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
 from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
+from btledger.api.http.routes import get
 from btledger.api.http.schemas import Health, SqlRequest, SqlResponse
 from btledger.api.http.services import SETTLE_TIMEOUT_S, Services
 from btledger.domain.errors import InvalidInput
