@@ -237,6 +237,46 @@ def test_every_read_answers_head_with_its_status_and_headers_and_no_body(shared:
             assert head.content == b"" and get.content, path
 
 
+def test_each_operation_documents_the_errors_it_can_answer(shared: Shared) -> None:
+    """400 everywhere (an unknown query parameter), 401 on changes, 404 where an id or name is looked up, 409
+    where the state can refuse a change, 503 where the answer waits for the read model."""
+    change = {400, 401, 404, 409, 503}
+    expected = {
+        ("get", "/backtests"): {400},
+        ("post", "/backtests"): {400, 401},
+        ("get", "/backtests/{backtest_id}"): {400, 404},
+        ("delete", "/backtests/{backtest_id}"): change,
+        ("get", "/backtests/{backtest_id}/trades"): {400, 404},
+        ("get", "/backtests/{backtest_id}/history"): {400, 404},
+        ("get", "/backtests/{backtest_id}/plot"): {400, 404},
+        ("put", "/backtests/{backtest_id}/favorite"): change,
+        ("post", "/backtests/{backtest_id}/restore"): change,
+        ("post", "/backtests/{backtest_id}/tests/{kind}"): change,
+        ("get", "/backtests/{backtest_id}/tests"): {400, 404},
+        ("post", "/plans"): {400, 401},
+        ("get", "/jobs/{job_id}"): {400, 404},
+        ("delete", "/jobs/{job_id}"): {400, 401, 404, 409},
+        ("get", "/jobs/{job_id}/events"): {400, 404},
+        ("get", "/rankings/robust"): {400},
+        ("get", "/strategies/{name}/tickers/{ticker}/backtests"): {400},
+        ("get", "/favorites"): {400},
+        ("get", "/strategies"): {400},
+        ("delete", "/strategies/{name}"): {400, 401, 404, 503},
+        ("get", "/health"): {400, 503},
+        ("post", "/sql"): {400, 401},
+    }
+    paths = shared.client.get("/schema/openapi.json").json()["paths"]
+    documented = {
+        (method, path): {int(status) for status in operation["responses"] if int(status) >= 400}
+        for path, item in paths.items()
+        if not path.startswith("/schema")
+        for method, operation in item.items()
+    }
+    heads = {path: errors for (method, path), errors in documented.items() if method == "head"}
+    assert {key: errors for key, errors in documented.items() if key[0] != "head"} == expected
+    assert heads == {path: errors for (method, path), errors in expected.items() if method == "get"}
+
+
 def test_cached_reads_follow_events_appended_by_another_process(
     api: Client, seeded: dict[str, Seeded], ledger: Ledger
 ) -> None:

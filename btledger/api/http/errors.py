@@ -106,16 +106,23 @@ def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody
     return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
 
-#: The error responses every operation documents (Litestar's default 400 schema is not ours).
-ERRORS = {
+_ERROR_RESPONSES = {
     400: ResponseSpec(ErrorBody, description="Bad input; `field` names it. Nothing was changed."),
     401: ResponseSpec(ErrorBody, description="A change without the bearer token, when the server has one."),
-    404: ResponseSpec(ErrorBody, description="No such backtest, job, strategy or route."),
+    404: ResponseSpec(ErrorBody, description="No such backtest, job or strategy."),
     409: ResponseSpec(
         ErrorBody, description="The change does not apply to the current state (of the result, or of a finished job)."
     ),
     503: ResponseSpec(ErrorBody, description="Recorded, but the read model has not caught up within 10 s."),
 }
+
+
+def errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """The error responses an operation documents (Litestar's default 400 schema is not ours): 400, which
+    every operation answers to an unknown query parameter, and `statuses`, those it can answer besides."""
+    return {status: _ERROR_RESPONSES[status] for status in (400, *statuses)}
+
+
 #: OpenAPI security of a change: none, or the bearer token when the server is started with one.
 CHANGE_SECURITY: list[dict[str, list[str]]] = [{}, {"bearer": []}]
 

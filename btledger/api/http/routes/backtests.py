@@ -15,7 +15,7 @@ from litestar.di import NamedDependency
 from litestar.params import Body, FromQuery, PathParameter, QueryParameter
 from litestar.response import File
 
-from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
+from btledger.api.http.errors import CHANGE_SECURITY, errors
 from btledger.api.http.routes import get
 from btledger.api.http.schemas import (
     BacktestDetail,
@@ -53,7 +53,7 @@ def live_backtest(services: Services, id_or_prefix: str) -> tuple[UUID, dict[str
     raise NotFound(f"backtest {identity} {why}")
 
 
-@get("/backtests", responses=ERRORS, summary="Filtered search")
+@get("/backtests", responses=errors(), summary="Filtered search")
 async def search(
     services: NamedDependency[Services],
     min_return: Threshold = None,
@@ -99,7 +99,7 @@ async def search(
     return await services.cached_json(("search", *filters.values()), page)
 
 
-@get("/backtests/{backtest_id:str}", responses=ERRORS, summary="One result")
+@get("/backtests/{backtest_id:str}", responses=errors(404), summary="One result")
 async def backtest(services: NamedDependency[Services], backtest_id: IdPath) -> Response[BacktestDetail]:
     def detail() -> dict[str, Any]:
         identity, row = live_backtest(services, backtest_id)
@@ -113,7 +113,7 @@ async def backtest(services: NamedDependency[Services], backtest_id: IdPath) -> 
     return await services.cached_json(("backtest", backtest_id), detail)
 
 
-@get("/backtests/{backtest_id:str}/trades", responses=ERRORS, summary="Trades of a result")
+@get("/backtests/{backtest_id:str}/trades", responses=errors(404), summary="Trades of a result")
 async def trades(services: NamedDependency[Services], backtest_id: IdPath) -> Response[list[TradeRow]]:  # type: ignore[valid-type]
     def rows() -> list[dict[str, Any]]:
         identity, _ = live_backtest(services, backtest_id)
@@ -122,7 +122,7 @@ async def trades(services: NamedDependency[Services], backtest_id: IdPath) -> Re
     return await services.cached_json(("trades", backtest_id), rows)
 
 
-@get("/backtests/{backtest_id:str}/history", responses=ERRORS, summary="Every event of a result")
+@get("/backtests/{backtest_id:str}/history", responses=errors(404), summary="Every event of a result")
 async def history(services: NamedDependency[Services], backtest_id: IdPath) -> Response[list[HistoryEntry]]:
     """Deleted results too: the history is never removed."""
 
@@ -135,7 +135,7 @@ async def history(services: NamedDependency[Services], backtest_id: IdPath) -> R
 
 @get(
     "/backtests/{backtest_id:str}/plot",
-    responses=ERRORS,
+    responses=errors(404),
     summary="The HTML plot of a result",
     media_type=MediaType.HTML,
     sync_to_thread=True,
@@ -155,7 +155,7 @@ def plot(services: NamedDependency[Services], backtest_id: IdPath) -> File:
 
 @put(
     "/backtests/{backtest_id:str}/favorite",
-    responses=ERRORS,
+    responses=errors(401, 404, 409, 503),
     security=CHANGE_SECURITY,
     summary="Toggle the favourite flag",
     sync_to_thread=True,
@@ -169,7 +169,7 @@ def toggle_favorite(services: NamedDependency[Services], backtest_id: IdPath) ->
 
 @delete(
     "/backtests/{backtest_id:str}",
-    responses=ERRORS,
+    responses=errors(401, 404, 409, 503),
     security=CHANGE_SECURITY,
     summary="Delete a result",
     status_code=200,
@@ -189,7 +189,7 @@ def delete_backtest(
 
 @post(
     "/backtests/{backtest_id:str}/restore",
-    responses=ERRORS,
+    responses=errors(401, 404, 409, 503),
     security=CHANGE_SECURITY,
     summary="Undo a deletion",
     status_code=200,
@@ -204,7 +204,7 @@ def restore(services: NamedDependency[Services], backtest_id: IdPath) -> Deletio
 
 @post(
     "/backtests/{backtest_id:str}/tests/{kind:str}",
-    responses=ERRORS,
+    responses=errors(401, 404, 409, 503),
     security=CHANGE_SECURITY,
     summary="Run and record a robustness test",
     status_code=201,
@@ -231,7 +231,7 @@ def run_test(
     return RobustnessTest(**next(test for test in tests if test["test_id"] == test_id))
 
 
-@get("/backtests/{backtest_id:str}/tests", responses=ERRORS, summary="Robustness tests of a result")
+@get("/backtests/{backtest_id:str}/tests", responses=errors(404), summary="Robustness tests of a result")
 async def tests(services: NamedDependency[Services], backtest_id: IdPath) -> Response[list[RobustnessTest]]:
     def rows() -> list[dict[str, Any]]:
         identity, _ = live_backtest(services, backtest_id)

@@ -13,7 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import Body, HeaderParameter, JSONBody, PathParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
+from btledger.api.http.errors import CHANGE_SECURITY, errors
 from btledger.api.http.jobs import Job
 from btledger.api.http.routes import get
 from btledger.api.http.schemas import JobAccepted, JobView
@@ -27,14 +27,16 @@ def _links(job_id: str) -> dict[str, str]:
     return {"self": f"/jobs/{job_id}", "events": f"/jobs/{job_id}/events"}
 
 
-@post("/backtests", responses=ERRORS, security=CHANGE_SECURITY, summary="Run a batch", status_code=202)
+@post("/backtests", responses=errors(401), security=CHANGE_SECURITY, summary="Run a batch", status_code=202)
 async def run_batch(services: NamedDependency[Services], data: JSONBody[RunBatch]) -> Response[JobAccepted]:
     """Queue strategies × tickers × timeframes × risks over one date range. The body is validated in full
     (names against the registry and the configs) before anything runs; progress streams at the events link."""
     return _accepted(services.jobs.submit([data]))
 
 
-@post("/plans", responses=ERRORS, security=CHANGE_SECURITY, summary="Run a plan of batches as one", status_code=202)
+@post(
+    "/plans", responses=errors(401), security=CHANGE_SECURITY, summary="Run a plan of batches as one", status_code=202
+)
 async def run_plan(
     services: NamedDependency[Services],
     data: Annotated[
@@ -58,12 +60,18 @@ def _accepted(job: Job) -> Response[JobAccepted]:
     return Response(accepted, status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
-@get("/jobs/{job_id:str}", responses=ERRORS, summary="A batch job's status and counts")
+@get("/jobs/{job_id:str}", responses=errors(404), summary="A batch job's status and counts")
 async def job_status(services: NamedDependency[Services], job_id: JobId) -> JobView:
     return _view(services.jobs.get(job_id))
 
 
-@delete("/jobs/{job_id:str}", responses=ERRORS, security=CHANGE_SECURITY, summary="Cancel a batch job", status_code=200)
+@delete(
+    "/jobs/{job_id:str}",
+    responses=errors(401, 404, 409),
+    security=CHANGE_SECURITY,
+    summary="Cancel a batch job",
+    status_code=200,
+)
 async def cancel_job(services: NamedDependency[Services], job_id: JobId) -> JobView:
     """A queued job is dropped without running; a running one stops at its next state change (the
     combinations still running are killed). What it recorded stays in the ledger, and its summary counts
@@ -90,7 +98,7 @@ def _view(job: Job) -> JobView:
 
 @get(
     "/jobs/{job_id:str}/events",
-    responses=ERRORS,
+    responses=errors(404),
     summary="A batch job's progress as server-sent events",
     media_type="text/event-stream",
 )

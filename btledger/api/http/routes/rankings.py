@@ -9,7 +9,7 @@ from litestar import Response
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
-from btledger.api.http.errors import ERRORS
+from btledger.api.http.errors import errors
 from btledger.api.http.routes import get
 from btledger.api.http.schemas import BacktestRow, RobustRow
 from btledger.api.http.services import Services
@@ -18,7 +18,7 @@ from btledger.projections import queries
 Name = Annotated[str, PathParameter(min_length=1, max_length=200)]
 
 
-@get("/rankings/robust", responses=ERRORS, summary="Robust ranking")
+@get("/rankings/robust", responses=errors(), summary="Robust ranking")
 async def robust(
     services: NamedDependency[Services],
     strategy: Annotated[str | None, QueryParameter(min_length=1, max_length=200)] = None,
@@ -37,7 +37,7 @@ async def robust(
 
 @get(
     "/strategies/{name:str}/tickers/{ticker:str}/backtests",
-    responses=ERRORS,
+    responses=errors(),
     summary="Runs of a strategy on a ticker",
 )
 async def strategy_ticker(services: NamedDependency[Services], name: Name, ticker: Name) -> Response[list[BacktestRow]]:  # type: ignore[valid-type]
@@ -49,7 +49,7 @@ async def strategy_ticker(services: NamedDependency[Services], name: Name, ticke
     return await services.cached_json(("strategy_ticker", name, ticker), rows)
 
 
-@get("/favorites", responses=ERRORS, summary="Favourite results")
+@get("/favorites", responses=errors(), summary="Favourite results")
 async def favorites(services: NamedDependency[Services]) -> Response[list[BacktestRow]]:  # type: ignore[valid-type]
     return await services.cached_json(("favorites",), lambda: services.read(queries.favorites))
 

@@ -8,7 +8,7 @@ from litestar import delete
 from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
-from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
+from btledger.api.http.errors import CHANGE_SECURITY, errors
 from btledger.api.http.routes import get
 from btledger.api.http.schemas import StrategyDeletion, StrategyInfo
 from btledger.api.http.services import Services
@@ -16,14 +16,14 @@ from btledger.domain.errors import NotFound
 from btledger.engine.registry import registry, strategy_listings
 
 
-@get("/strategies", responses=ERRORS, summary="Registered strategies")
+@get("/strategies", responses=errors(), summary="Registered strategies")
 async def strategies() -> list[StrategyInfo]:
     return [StrategyInfo(**listing) for listing in strategy_listings()]
 
 
 @delete(
     "/strategies/{name:str}",
-    responses=ERRORS,
+    responses=errors(401, 404, 503),
     security=CHANGE_SECURITY,
     summary="Delete every live result of a strategy",
     status_code=200,

@@ -8,7 +8,7 @@ from litestar import post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
-from btledger.api.http.errors import CHANGE_SECURITY, ERRORS
+from btledger.api.http.errors import CHANGE_SECURITY, errors
 from btledger.api.http.routes import get
 from btledger.api.http.schemas import Health, SqlRequest, SqlResponse
 from btledger.api.http.services import SETTLE_TIMEOUT_S, Services
@@ -16,7 +16,7 @@ from btledger.domain.errors import InvalidInput
 from btledger.projections import queries
 
 
-@get("/health", responses=ERRORS, summary="Event store and read model positions", sync_to_thread=True)
+@get("/health", responses=errors(503), summary="Event store and read model positions", sync_to_thread=True)
 def health(
     services: NamedDependency[Services],
     wait_for: Annotated[
@@ -48,7 +48,7 @@ def health(
 
 @post(
     "/sql",
-    responses=ERRORS,
+    responses=errors(401),
     security=CHANGE_SECURITY,
     summary="Run one read-only SQL statement on the read model",
     status_code=200,
