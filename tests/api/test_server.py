@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,6 +147,23 @@ def test_a_stop_cancels_the_running_batch_and_ends_its_stream_at_once(
     assert process.wait(30) == 130  # the shell's code for an interrupted command
     # The batch recorded nothing after its final event.
     assert set(open_ledger(btledger_home).backtest_ids()) == recorded
+
+
+def test_serve_on_a_port_in_use_fails_naming_it_and_writes_nothing(btledger_home: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "btledger", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == f"error: port {port} on 127.0.0.1 is already in use: stop what listens there, or pick another port\n"
+    )
+    assert list(btledger_home.iterdir()) == []
 
 
 def test_a_stale_server_file_is_ignored(btledger_home: Path) -> None:

@@ -8,6 +8,7 @@ server, which they find in `<home>/server.json` while it runs (see `btledger.api
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import socket
@@ -121,6 +122,17 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise LedgerError(
+                f"port {port} on {host} is already in use: stop what listens there, or pick another port"
+            ) from None
+        raise LedgerError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
 class ServerAlreadyRunning(LedgerError):
     """A server already owns this data directory."""
 
@@ -160,17 +172,13 @@ def serve(
     running = client.running_server(home)
     if running is not None:
         raise ServerAlreadyRunning(f"a server (pid {running.pid}) already serves {home} at {running.url}")
-    ReadModel.open(home / "readmodel.duckdb").close()  # fail here, readably, if another process holds it
-    try:
-        listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
-    except OSError as error:
-        raise LedgerError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-    bound_port = listener.getsockname()[1]
-    app = create_app(home, workers=workers, announce=(host, bound_port))
-    app.on_startup.append(_freeze_heap)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
-    server = _Server(config, app)
+    listener = _listen(host, port)  # before anything is written to the data directory
     with listener:
+        ReadModel.open(home / "readmodel.duckdb").close()  # fail here, readably, if another process holds it
+        app = create_app(home, workers=workers, announce=(host, listener.getsockname()[1]))
+        app.on_startup.append(_freeze_heap)
+        config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+        server = _Server(config, app)
         server.run(sockets=[listener])
     if not server.started:
         raise LedgerError("the server did not start; its log above says why")
