@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 from uuid import UUID
 
 from btledger.domain.backtest import backtest_id
 from btledger.domain.commands import RunBatch, plan_specs
 from btledger.domain.ledger import Ledger
 from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
+
+if TYPE_CHECKING:
+    from btledger.engine.interrupt import Interrupt
 
 Status = Literal["queued", "running", "recorded", "skipped", "failed"]
 
@@ -77,7 +80,10 @@ class RunsBacktests(Protocol):
     """The engine's worker pool as the batch sees it."""
 
     def run(
-        self, jobs: Iterable[tuple[RunSpec, Path | None]], on_start: Callable[[RunSpec], None] | None = None
+        self,
+        jobs: Iterable[tuple[RunSpec, Path | None]],
+        on_start: Callable[[RunSpec], None] | None = None,
+        interrupt: Interrupt | None = None,
     ) -> Iterator[tuple[RunSpec, BacktestOutcome | None, str | None]]: ...
 
 
@@ -119,11 +125,12 @@ def run_batches(
     pool: RunsBacktests,
     home: Path,
     on_progress: Callable[[Progress], None] = lambda _: None,
+    interrupt: Interrupt | None = None,
 ) -> BatchReport:
     """Run one batch, or several as one (e.g. each ticker over its own date range), and return every
     combination's final state, calling `on_progress` on each change. Combinations are numbered in order
     across the batches and share the pool, so no worker waits for a batch's last job before starting the
-    next batch's first.
+    next batch's first. Setting `interrupt` stops the batch at once: the pool raises `Interrupted`.
 
     Raises `InvalidInput` (field `batches[i]`) before anything runs when a combination is in two batches.
     """
@@ -157,7 +164,7 @@ def run_batches(
     def started(spec: RunSpec) -> None:
         on_progress(Progress(index_of[spec], total, spec, id_of[spec], "running"))
 
-    for spec, outcome, error in pool.run(jobs, on_start=started):
+    for spec, outcome, error in pool.run(jobs, on_start=started, interrupt=interrupt):
         index = index_of[spec]
         new = id_of[spec] not in recorded
         # Without rerun, a result another writer recorded since the plan was made stands: this one is dropped.

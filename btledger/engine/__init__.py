@@ -6,7 +6,8 @@ The engine knows nothing of storage: a `RunSpec` goes in, a plain-JSON `Backtest
 - `WorkerPool(workers=None, settings=None, lazy=False)`: long-lived worker processes, started at once or
   (`lazy`) by the first `run` with jobs, one per job up to `workers`;
   `pool.run([(spec, plot_path), ...])` yields `(spec, outcome, None)` or `(spec, None, error)` as each
-  finishes. Use as a context manager or call `close()`.
+  finishes; an `Interrupt` (`btledger.engine.interrupt`) set from another thread ends it at once. Use as a
+  context manager or call `close()`.
 - `load_frame(ticker, timeframe, date_from, date_to, settings=None) -> Frame`: OHLCV bars with a
   SHA-256 fingerprint from the configured source; `load_instrument(ticker, settings=None)`.
 - `get_strategy(name) -> StrategyEntry`, `strategy_names()`: the strategy registry.

@@ -34,6 +34,7 @@ from types import TracebackType
 from btledger.config import Settings, check_workers, load_instruments, load_settings
 from btledger.engine.data import preload
 from btledger.engine.errors import describe
+from btledger.engine.interrupt import Interrupt, Interrupted
 from btledger.engine.registry import registry
 from btledger.engine.result import BacktestOutcome, RunSpec
 from btledger.engine.runner import run_backtest
@@ -152,9 +153,15 @@ class WorkerPool:
         worker.process.join()
         self._workers[self._workers.index(worker)] = self._start()
 
-    def run(self, jobs: Iterable[Job], on_start: Callable[[RunSpec], None] | None = None) -> Iterator[Completion]:
+    def run(
+        self,
+        jobs: Iterable[Job],
+        on_start: Callable[[RunSpec], None] | None = None,
+        interrupt: Interrupt | None = None,
+    ) -> Iterator[Completion]:
         """Run `(spec, plot_path)` jobs; yield `(spec, outcome, None)` or `(spec, None, error)` for each,
-        in completion order. `on_start(spec)` is called as a worker starts a job.
+        in completion order. `on_start(spec)` is called as a worker starts a job. Once `interrupt` is set
+        (from another thread), the run raises `Interrupted` at once, stopping the jobs still running.
 
         While a worker runs a job it already holds the next one (as long as one job per worker is left
         to hand out, so the last ones go to whichever worker frees up first): it goes on at once instead
@@ -181,10 +188,13 @@ class WorkerPool:
                 if len(worker.jobs) == 1 and len(unsent) >= len(self._workers):
                     send(worker)
 
+        wake = [] if interrupt is None else [interrupt]
         try:
             dispatch()
             while busy := [w for w in self._workers if w.jobs]:
-                ready = set(wait([w.connection for w in busy] + [w.process.sentinel for w in busy]))
+                ready = set(wait([w.connection for w in busy] + [w.process.sentinel for w in busy] + wake))
+                if interrupt is not None and interrupt.is_set():
+                    raise Interrupted
                 finished: list[Completion] = []
                 for worker in busy:
                     if worker.connection in ready:

@@ -195,12 +195,14 @@ def test_a_parameter_outside_the_strategy_bounds_is_a_400_and_nothing_runs(
     assert ledger.head() == 0
 
 
-def wait_until(client: Client, job_id: str, recorded: int) -> None:
-    """Until the job has recorded `recorded` combinations (it runs for seconds more)."""
+def wait_until(client: Client, job_id: str, **counts: int) -> float:
+    """Until the job counts at least `counts` combinations in these states (`recorded=2`: it runs for seconds
+    more); the `time.perf_counter()` it saw them at."""
     deadline = time.monotonic() + 30
-    while client.get(f"/jobs/{job_id}").json()["counts"]["recorded"] < recorded:
-        assert time.monotonic() < deadline, "the job did not record"
+    while any(client.get(f"/jobs/{job_id}").json()["counts"][state] < count for state, count in counts.items()):
+        assert time.monotonic() < deadline, f"the job did not reach {counts}"
         time.sleep(0.02)
+    return time.perf_counter()
 
 
 def test_a_queued_job_is_cancelled_without_running(client: Client, ledger: Ledger) -> None:
@@ -257,6 +259,33 @@ def test_head_on_a_running_jobs_events_answers_the_streams_headers_at_once(clien
     # It did not wait for the job's last event to end the response.
     assert client.get(f"/jobs/{job_id}").json()["status"] in ("queued", "running")
     assert client.delete(f"/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_a_running_job_stops_at_once_not_when_its_running_combination_ends(client: Client, ledger: Ledger) -> None:
+    # One combination of a second or more: every bar of the EURUSD sample traded, and the trades plotted.
+    slow = {
+        **BATCH,
+        "strategies": ["RandomTrader"],
+        "timeframes": ["H1"],
+        "risks": [1],
+        **{"date_from": LONG_BATCH["date_from"], "date_to": LONG_BATCH["date_to"]},
+        "params": {"prob_trade": 1.0, "avg_position_hold": 1.0, "std_position_hold": 0.0},
+        "plot": "temp",
+    }
+    # How long it takes here and now (the machine may be busy): once to the end.
+    job_id = client.post("/backtests", json=slow).json()["job_id"]
+    duration = -wait_until(client, job_id, running=1) + wait_until(client, job_id, recorded=1)
+
+    job_id = client.post("/backtests", json={**slow, "rerun": True}).json()["job_id"]
+    asked = wait_until(client, job_id, running=1)
+    cancelled = client.delete(f"/jobs/{job_id}")
+    took = time.perf_counter() - asked
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["summary"] == {"recorded": 0, "skipped": 0, "failed": 0}
+    # Stopped while the combination ran: it was killed, not recorded a second time.
+    [identity] = ledger.backtest_ids()
+    assert [h.event_type for h in ledger.history(identity)].count("ResultRecorded") == 1
+    assert took < duration / 2, f"the cancel took {took:.2f} s; the combination takes {duration:.2f} s"
 
 
 def test_cancelling_an_unknown_or_finished_job_is_a_404_or_a_409(client: Client) -> None:

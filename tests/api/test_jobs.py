@@ -14,6 +14,7 @@ from btledger.api.http.jobs import JobEvent, Jobs
 from btledger.domain.batch import BatchReport, Progress
 from btledger.domain.commands import RunBatch, parse
 from btledger.domain.errors import Conflict
+from btledger.engine.interrupt import Interrupt
 from tests.api.conftest import BATCH
 from tests.domain.factories import spec
 
@@ -23,7 +24,7 @@ COMMAND = parse(RunBatch, BATCH)
 def steps(count: int, pause: float, started: threading.Event | None = None) -> Callable[..., BatchReport]:
     """A stand-in for run_batches: `count` progress events, `pause` seconds apart."""
 
-    def run(_: list[RunBatch], on_progress: Callable[[Progress], None]) -> BatchReport:
+    def run(_: list[RunBatch], on_progress: Callable[[Progress], None], _interrupt: Interrupt) -> BatchReport:
         for index in range(count):
             on_progress(Progress(index, count, spec(), uuid4(), "queued"))
             if started is not None:
@@ -56,7 +57,7 @@ def test_early_and_late_subscribers_see_the_same_events_in_order() -> None:
 
 
 def test_a_crashing_batch_ends_its_stream_with_an_error() -> None:
-    def crash(_: list[RunBatch], on_progress: Callable[[Progress], None]) -> BatchReport:
+    def crash(_: list[RunBatch], on_progress: Callable[[Progress], None], _interrupt: Interrupt) -> BatchReport:
         on_progress(Progress(0, 1, spec(), uuid4(), "queued"))
         raise RuntimeError("disk full")
 
@@ -93,7 +94,7 @@ def test_close_stops_the_running_batch_at_its_next_state_change() -> None:
 def test_a_job_that_ends_before_its_next_state_change_is_not_cancelled() -> None:
     started = threading.Event()
 
-    def last_step(_: list[RunBatch], on_progress: Callable[[Progress], None]) -> BatchReport:
+    def last_step(_: list[RunBatch], on_progress: Callable[[Progress], None], _interrupt: Interrupt) -> BatchReport:
         on_progress(Progress(0, 1, spec(), uuid4(), "recorded", position=1))
         started.set()
         time.sleep(0.2)  # e.g. waiting for the read model: no state change left to stop at

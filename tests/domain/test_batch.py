@@ -20,6 +20,7 @@ from btledger.domain.batch import Progress, run_batches
 from btledger.domain.commands import RunBatch, parse, parse_plan
 from btledger.domain.errors import InvalidInput
 from btledger.domain.ledger import Ledger, store_env
+from btledger.engine.interrupt import Interrupt
 from btledger.engine.pool import WorkerPool
 from btledger.engine.result import BacktestOutcome, RunSpec
 
@@ -208,9 +209,12 @@ class RecordedMeanwhile:
         self.pool, self.other = pool, other
 
     def run(
-        self, jobs: Iterable[tuple[RunSpec, Path | None]], on_start: Callable[[RunSpec], None] | None = None
+        self,
+        jobs: Iterable[tuple[RunSpec, Path | None]],
+        on_start: Callable[[RunSpec], None] | None = None,
+        interrupt: Interrupt | None = None,
     ) -> Iterator[tuple[RunSpec, BacktestOutcome | None, str | None]]:
-        for spec, outcome, error in self.pool.run(jobs, on_start):
+        for spec, outcome, error in self.pool.run(jobs, on_start, interrupt):
             assert outcome is not None, error
             self.other.record_outcome(spec, outcome)
             yield spec, outcome, error

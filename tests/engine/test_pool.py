@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import date
 from types import MappingProxyType
 
@@ -15,6 +17,7 @@ from backtesting import Strategy
 
 from btledger.config import MAX_WORKERS
 from btledger.engine import registry as registry_module
+from btledger.engine.interrupt import Interrupt, Interrupted
 from btledger.engine.pool import WorkerPool
 from btledger.engine.result import RunSpec
 from tests.engine.user_strategies import Plain
@@ -30,6 +33,16 @@ class Crash(Strategy):
         pass
 
 
+class Sleep(Strategy):
+    """A backtest that takes a minute."""
+
+    def init(self) -> None:
+        time.sleep(60)
+
+    def next(self) -> None:
+        pass
+
+
 def spec(strategy: str = "SmaCross", ticker: str = "EURUSD", **change) -> RunSpec:
     fields = {"timeframe": "H4", "risk": 1.0, "date_from": date(2017, 5, 1), "date_to": date(2018, 2, 1)}
     return RunSpec(strategy=strategy, ticker=ticker, initial_cash=100_000.0, **(fields | change))
@@ -40,6 +53,7 @@ def pool(monkeypatch: pytest.MonkeyPatch):
     # Registered before the workers fork, so they know it too.
     known = dict(registry_module.registry()) | {
         "Crash": registry_module._entry("Crash", Crash, __name__),
+        "Sleep": registry_module._entry("Sleep", Sleep, __name__),
         "Plain": registry_module._entry("Plain", Plain, Plain.__module__),
     }
     monkeypatch.setattr(registry_module, "registry", lambda: MappingProxyType(known))
@@ -71,6 +85,28 @@ def test_pool_survives_a_failing_job_and_a_dead_worker(pool: WorkerPool) -> None
         break
     again = list(pool.run([(spec(), None)]))
     assert again[0][1] is not None and again[0][1].metrics == results[jobs[0]][0].metrics
+
+
+def test_an_interrupt_from_another_thread_ends_a_run_at_once(pool: WorkerPool) -> None:
+    started = threading.Event()
+
+    def cancel() -> None:  # as the server's event loop does for DELETE /jobs/{id}
+        started.wait()
+        interrupt.set()
+
+    with Interrupt() as interrupt:
+        threading.Thread(target=cancel).start()
+        begun = time.perf_counter()
+        with pytest.raises(Interrupted):
+            for _ in pool.run(
+                [(spec("Sleep"), None), (spec("Sleep", risk=2.0), None)], lambda _: started.set(), interrupt
+            ):
+                pass
+        assert time.perf_counter() - begun < 30  # not the minute its jobs take
+    interrupt.set()  # once closed, nothing to wake: ignored
+    # The workers stopped were replaced: the pool runs the next batch.
+    [(_, outcome, error)] = list(pool.run([(spec(), None)]))
+    assert error is None and outcome is not None
 
 
 def test_a_failure_names_its_cause(pool: WorkerPool) -> None:

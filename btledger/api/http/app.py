@@ -71,7 +71,9 @@ def create_app(
             # Catches up in its thread: the server answers at once, /health shows the lag meanwhile.
             projector = stack.enter_context(Projector(readmodel, ledger))
             batch_jobs = Jobs(
-                run=lambda commands, on_progress: run_batches(ledger, commands, pool, home, on_progress),
+                run=lambda commands, on_progress, interrupt: run_batches(
+                    ledger, commands, pool, home, on_progress, interrupt
+                ),
                 settle=lambda position: services.settle(position),
             )
             stack.callback(batch_jobs.close)

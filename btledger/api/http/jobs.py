@@ -7,9 +7,9 @@ processes, so the event loop keeps answering while a batch runs. Each job keeps 
 it published, so a client that connects late replays them from the start (or from Last-Event-ID).
 
 A job is cancelled by DELETE /jobs/{id} or by the server stopping: a queued one at once, without running;
-a running one at its next state change (run_batches has no other way in), when the pool kills the
-combinations still running. What it recorded stays in the ledger, so the same batch submitted again runs
-only what is missing.
+a running one at once too: its `Interrupt` wakes the pool, which kills the combinations still running (while
+it plans, before the pool runs, it stops at its next state change). What it recorded stays in the ledger, so
+the same batch submitted again runs only what is missing.
 
 Jobs live in memory: a restarted server forgets them, while their recorded results stay in the ledger.
 """
@@ -31,14 +31,16 @@ from btledger.domain.batch import BatchReport, Progress
 from btledger.domain.commands import RunBatch
 from btledger.domain.errors import Conflict, NotFound
 from btledger.engine.errors import describe
+from btledger.engine.interrupt import Interrupt, Interrupted
 
 log = logging.getLogger(__name__)
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 EventKind = Literal["progress", "summary", "error", "cancelled"]
 
-#: Runs batches as one, calling back on every state change (the domain's `run_batches` bound to a ledger and pool).
-RunBatchesFn = Callable[[list[RunBatch], Callable[[Progress], None]], BatchReport]
+#: Runs batches as one, calling back on every state change, until interrupted (the domain's `run_batches`
+#: bound to a ledger and pool).
+RunBatchesFn = Callable[[list[RunBatch], Callable[[Progress], None], Interrupt], BatchReport]
 #: Blocks until the read model includes a ledger position (read-your-writes before the final summary).
 SettleFn = Callable[[int], None]
 
@@ -71,8 +73,10 @@ class Job:
     events: list[JobEvent] = field(default_factory=list)
     #: The latest state of each combination, by index.
     states: dict[int, str] = field(default_factory=dict)
-    #: Why it is being cancelled, once it is: the batch thread stops at its next state change.
+    #: Why it is being cancelled, once it is.
     stop_reason: str | None = None
+    #: Set to stop the batch's pool run at once; there while the job runs.
+    interrupt: Interrupt | None = field(default=None, repr=False)
     future: Future[None] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -128,7 +132,8 @@ class Job:
 
 
 class JobCancelled(Exception):
-    """Raised from a batch's progress callback to stop it (run_batches has no other way in)."""
+    """Raised from a batch's progress callback to stop it while it plans (before its pool run, which its
+    `Interrupt` stops)."""
 
 
 class Jobs:
@@ -174,7 +179,7 @@ class Jobs:
 
     def stop(self) -> None:
         """Cancel every job without waiting: the server is stopping. Their streams end with a `cancelled`
-        event: a queued job's at once, the running one's at its next state change."""
+        event: a queued job's at once, the running one's as soon as its pool run has stopped."""
         for job in list(self._jobs.values()):
             if not job.finished:
                 self._stop(job, f"the server is stopping; {KEPT}")
@@ -190,6 +195,8 @@ class Jobs:
         job.stop_reason = reason
         if job.future is not None and job.future.cancel():  # still queued: it will never start
             self._cancelled(job, reason, None)
+        elif job.interrupt is not None:
+            job.interrupt.set()
 
     def _forget_old(self) -> None:
         finished = [job_id for job_id, job in self._jobs.items() if job.finished]
@@ -197,6 +204,13 @@ class Jobs:
             del self._jobs[job_id]
 
     def _execute(self, job: Job, commands: list[RunBatch]) -> None:
+        with Interrupt() as interrupt:
+            job.interrupt = interrupt
+            if job.stop_reason is not None:  # stopped as it started, before _stop could see the interrupt
+                interrupt.set()
+            self._run_job(job, commands, interrupt)
+
+    def _run_job(self, job: Job, commands: list[RunBatch], interrupt: Interrupt) -> None:
         job.status, job.started_at = "running", datetime.now(UTC)
         position: int | None = None  # of the last outcome recorded
 
@@ -211,13 +225,14 @@ class Jobs:
 
         try:
             try:
-                report = self._run(commands, on_progress)
-            except JobCancelled as exc:
-                log.warning("batch job %s stopped: %s", job.id, exc)
+                report = self._run(commands, on_progress, interrupt)
+            except (JobCancelled, Interrupted):
+                assert job.stop_reason is not None  # raised only once it is set
+                log.warning("batch job %s stopped: %s", job.id, job.stop_reason)
                 # Read-your-writes for what it recorded, as for a batch that ends.
                 if position is not None:
                     self._settle(position)
-                self._cancelled(job, str(exc), position)
+                self._cancelled(job, job.stop_reason, position)
                 return
             self._settle(report.last_position)
         except Exception as exc:

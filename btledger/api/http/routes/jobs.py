@@ -73,8 +73,8 @@ async def job_status(services: NamedDependency[Services], job_id: JobId) -> JobV
     status_code=200,
 )
 async def cancel_job(services: NamedDependency[Services], job_id: JobId) -> JobView:
-    """A queued job is dropped without running; a running one stops at its next state change (the
-    combinations still running are killed). What it recorded stays in the ledger, and its summary counts
+    """A queued job is dropped without running; a running one stops at once (the combinations still
+    running are killed). What it recorded stays in the ledger, and its summary counts
     it: the same batch submitted again runs only the combinations that are missing. Answers once the job
     has stopped and the read model includes what it recorded; its event stream ends with a `cancelled`
     event. 409 when the job has already finished."""
