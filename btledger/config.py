@@ -133,8 +133,9 @@ class Timeframes(_Strict):
     @model_validator(mode="after")
     def _unique(self) -> Timeframes:
         names = [tf.name for tf in self.timeframes]
-        if len(names) != len(set(names)):
-            raise ValueError("timeframes: a name is listed twice")
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"timeframes: {', '.join(twice)} listed twice")
         return self
 
     def by_name(self) -> dict[str, Timeframe]:
@@ -190,9 +191,16 @@ def _load(name: str, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {key}: {first['msg']}") from exc
+        raise ConfigError(f"{path}: {_first_problem(exc)}") from exc
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """The first error as `key: problem`. A check of ours speaks for itself: pydantic's "Value error, "
+    prefix is dropped, and a check on the whole file names its own key (there is no `loc` to name)."""
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    problem = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+    return f"{key}: {problem}" if key else problem
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

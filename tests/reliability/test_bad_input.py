@@ -427,6 +427,28 @@ CONFIG_CASES = [
         1,
         "instruments.EURUSD.leverage: Input should be a valid number",
     ),
+    # Checks of our own (model validators) read as the others: key, then the problem.
+    (
+        "instruments.yaml",
+        with_change("instruments.yaml", lambda d: d["instruments"]["EURUSD"].update(category="Forx")),
+        "run",
+        1,
+        "instruments.yaml: instruments.EURUSD.category: unknown category 'Forx'",
+    ),
+    (
+        "instruments.yaml",
+        with_change("instruments.yaml", lambda d: d["instruments"]["EURUSD"].update(min_lot=1000)),
+        "run",
+        1,
+        "instruments.yaml: instruments.EURUSD: min_lot (1000.0) is greater than max_lot (100.0)",
+    ),
+    (
+        "timeframes.yaml",
+        with_change("timeframes.yaml", lambda d: d["timeframes"].append(dict(d["timeframes"][4]))),
+        "rank",
+        1,
+        "timeframes.yaml: timeframes: H1 listed twice",
+    ),
 ]
 
 
@@ -445,6 +467,7 @@ def test_a_corrupt_config_file_stops_the_command_naming_the_file_and_the_key(
     args = run_args() if command == "run" else [command]
     result = assert_refused(home, args, code, "")
     assert str(path) in result.stderr and says in result.stderr, result.stderr
+    assert "Value error" not in result.stderr and "(top level)" not in result.stderr, result.stderr
 
 
 # --- a corrupt or missing read model is rebuilt from the events, with a message ------------------------
