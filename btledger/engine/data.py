@@ -10,7 +10,8 @@ Sources:
   and bokeh-sampledata's daily stocks (AAPL, IBM, MSFT, FB).
 - `csv`: a folder (`settings.csv.folder`) of `<TICKER>_<TF>.csv` files, either generic
   (`Date,Open,High,Low,Close,Volume`) or MetaTrader's tab-separated export
-  (`<DATE> <TIME> <OPEN> <HIGH> <LOW> <CLOSE> <TICKVOL> <VOL> <SPREAD>`), per `settings.csv.format`.
+  (`<DATE> <TIME> <OPEN> <HIGH> <LOW> <CLOSE> <TICKVOL> <VOL> <SPREAD>`), per `settings.csv.format`;
+  UTF-8, or UTF-16 with a byte-order mark (as MetaTrader writes them).
   A timeframe without its own file is made from the finest finer file of the same ticker.
 - `metatrader5`: `copy_rates_range` of a running terminal. The package exists on Windows only and is
   imported on first use. Its bar times follow the broker's server clock, which they are labelled as
@@ -23,12 +24,15 @@ Rules common to all sources:
   Low min, Close last, Volume sum, labelled by their open time, empty bars dropped), so no bar holds
   data from outside the range. Asking for a finer timeframe than the data has is a `DataError`.
 - Naive timestamps are taken as UTC.
+- A `metatrader` csv file stamps a weekly bar with the Sunday its week opens on; such a bar is
+  labelled the Monday after, like every other weekly bar here.
 - Frames are cached per process (keyed on every argument), since a batch runs many strategies and
   risks on the same data; callers must not modify a returned frame.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import importlib
 from dataclasses import dataclass
@@ -201,19 +205,37 @@ def _csv(ticker: str, timeframe: str, settings: Settings) -> tuple[pd.DataFrame,
     return _read_csv(available[native_tf], native_tf, settings.csv.format), native_tf
 
 
+def _text_encoding(path: Path) -> str:
+    """UTF-16 for a file that starts with its byte-order mark (MetaTrader writes its exports so), else UTF-8."""
+    with path.open("rb") as file:
+        start = file.read(2)
+    return "utf-16" if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8"
+
+
 def _read_csv(path: Path, timeframe: str, fmt: str) -> pd.DataFrame:
+    encoding = _text_encoding(path)
     try:
         if fmt == "metatrader":
-            raw = pd.read_csv(path, sep="\t", dtype={"<DATE>": str, "<TIME>": str})
+            raw = pd.read_csv(path, sep="\t", dtype={"<DATE>": str, "<TIME>": str}, encoding=encoding)
             stamps = raw["<DATE>"] + (" " + raw["<TIME>"] if "<TIME>" in raw else "")
             raw.index = pd.to_datetime(stamps, format="%Y.%m.%d %H:%M:%S" if "<TIME>" in raw else "%Y.%m.%d")
             raw = raw.rename(columns={f"<{c.upper()}>": c for c in OHLCV[:4]} | {"<TICKVOL>": "Volume"})
+            raw = _weeks_from_monday(raw, timeframe)
         else:
-            raw = pd.read_csv(path, index_col="Date")
+            raw = pd.read_csv(path, index_col="Date", encoding=encoding)
             raw.index = pd.to_datetime(raw.index, utc=True)
         return _normalised(raw, timeframe)
     except (KeyError, ValueError) as exc:
         raise DataError("data_source", f"cannot read {path} as csv.format={fmt}: {exc}") from exc
+
+
+def _weeks_from_monday(raw: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """MetaTrader's weekly bars, stamped with the Sunday their trading week opens on, moved to the Monday after:
+    binned into Monday-to-Sunday weeks as they were, each would join (and be dated) the week before."""
+    if timeframe != "W1":
+        return raw
+    index = pd.DatetimeIndex(raw.index)
+    return raw.set_axis(index.where(index.day_of_week != 6, index + pd.Timedelta(days=1)))
 
 
 def _metatrader5() -> ModuleType:

@@ -98,7 +98,7 @@ def test_csv_generic_equals_the_sample(tmp_path) -> None:
         load_frame("AAPL", "D1", date(2008, 3, 1), date(2008, 9, 30), settings)
 
 
-def write_metatrader(path, bars: pd.DataFrame, with_time: bool = True) -> None:
+def write_metatrader(path, bars: pd.DataFrame, with_time: bool = True, encoding: str = "utf-8") -> None:
     export = pd.DataFrame(
         {
             "<DATE>": bars.index.strftime("%Y.%m.%d"),
@@ -112,7 +112,7 @@ def write_metatrader(path, bars: pd.DataFrame, with_time: bool = True) -> None:
             "<SPREAD>": 12,
         }
     )
-    export.to_csv(path, sep="\t", index=False)
+    export.to_csv(path, sep="\t", index=False, encoding=encoding, lineterminator="\r\n")
 
 
 def test_csv_metatrader_export(tmp_path) -> None:
@@ -133,6 +133,23 @@ def test_csv_metatrader_export(tmp_path) -> None:
             date(2017, 6, 30),
             Settings(data_source="csv", csv=CsvSource(folder=tmp_path)),
         )
+
+
+def test_csv_in_utf16_as_metatrader_writes_it(tmp_path) -> None:
+    write_metatrader(tmp_path / "EURUSD_H1.csv", EURUSD.loc["2017-06"], encoding="utf-16")
+    assert (tmp_path / "EURUSD_H1.csv").read_bytes()[:2] == b"\xff\xfe"  # little-endian, with its mark
+    settings = Settings(data_source="csv", csv=CsvSource(folder=tmp_path, format="metatrader"))
+    from_csv = load_frame("EURUSD", "H1", date(2017, 6, 1), date(2017, 6, 30), settings)
+    assert from_csv.fingerprint == load_frame("EURUSD", "H1", date(2017, 6, 1), date(2017, 6, 30)).fingerprint
+
+
+def test_csv_metatrader_weekly_bars_stamped_on_sunday_open_that_week(tmp_path) -> None:
+    weekly = load_frame("GOOG", "W1", date(2010, 1, 4), date(2010, 12, 26)).ohlcv
+    write_metatrader(tmp_path / "GOOG_W1.csv", weekly.set_axis(weekly.index - pd.Timedelta(days=1)), with_time=False)
+    settings = Settings(data_source="csv", csv=CsvSource(folder=tmp_path, format="metatrader"))
+    from_csv = load_frame("GOOG", "W1", date(2010, 1, 4), date(2010, 12, 26), settings)
+    assert from_csv.ohlcv.index[0] == pd.Timestamp("2010-01-04", tz="UTC")  # not the week before, 2009-12-28
+    assert from_csv.fingerprint == fingerprint(weekly)
 
 
 class StandInMetaTrader5:
