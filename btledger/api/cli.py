@@ -437,6 +437,9 @@ def robustness_test(
     backtest: IdArgument,
     seed: Annotated[int | None, typer.Option(help="Seed (montecarlo, random); drawn and recorded if omitted.")] = None,
     paths: Annotated[int | None, typer.Option(help="Monte Carlo paths.")] = None,
+    trades_per_path: Annotated[
+        int | None, typer.Option(help="Monte Carlo: trades per path (default: the result's).")
+    ] = None,
     ruin_threshold_pct: Annotated[float | None, typer.Option(help="Monte Carlo: ruin = equity this % down.")] = None,
     method: Annotated[str | None, typer.Option(help="Monte Carlo: bootstrap | normal.")] = None,
     percent: Annotated[float | None, typer.Option(help="Luck test: % of trades removed at each end.")] = None,
@@ -450,6 +453,7 @@ def robustness_test(
     given = {
         "seed": seed,
         "paths": paths,
+        "trades_per_path": trades_per_path,
         "ruin_threshold_pct": ruin_threshold_pct,
         "method": method,
         "percent": percent,

@@ -31,12 +31,17 @@ class MonteCarloTest(_Command):
     seed: WholeNumber | None = Field(None, ge=0, le=MAX_SEED)
     paths: WholeNumber = Field(10_000, gt=0, le=1_000_000)
     trades_per_path: WholeNumber | None = Field(None, gt=0, le=100_000)
-    ruin_threshold_pct: Number = Field(10.0, gt=0, lt=100, description="Ruin = equity falls this % below cash.")
+    # 100 is ruin as being wiped out (equity 0), which the engine allows; NaN would read "less than 100".
+    ruin_threshold_pct: Number = Field(
+        10.0, gt=0, le=100, allow_inf_nan=False, description="Ruin = equity falls this % below cash."
+    )
     method: Literal["bootstrap", "normal"] = "bootstrap"
 
 
 class LuckTest(_Command):
-    percent: Number = Field(5.0, gt=0, lt=50, description="Share of trades removed at each end, in %.")
+    percent: Number = Field(
+        5.0, gt=0, lt=50, allow_inf_nan=False, description="Share of trades removed at each end, in %."
+    )
 
 
 class RandomTest(_Command):

@@ -181,6 +181,11 @@ def test_robustness_test_command(btledger_home: Path) -> None:
     assert first["seed"] == 5
     bad = cli("test", "luck", backtest, "--percent", "60")
     assert bad.exit_code == 2 and "percent" in bad.stderr
+    # The API's trades_per_path, and a ruin threshold of 100 % (wiped out), from the CLI too.
+    longer = cli_json("test", "montecarlo", backtest, "--paths", "100", "--trades-per-path", "250")
+    assert longer["parameters"]["trades_per_path"] == 250
+    wiped_out = cli_json("test", "montecarlo", backtest, "--paths", "100", "--ruin-threshold-pct", "100")
+    assert wiped_out["parameters"]["ruin_threshold_pct"] == 100.0
 
 
 def run_args(**changes: str) -> list[str]:

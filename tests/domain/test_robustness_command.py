@@ -67,6 +67,23 @@ def test_bad_parameters_name_the_field_and_write_nothing(  # type: ignore[no-unt
     assert ledger.head() == head
 
 
+@pytest.mark.parametrize(("kind", "option"), [("montecarlo", "ruin_threshold_pct"), ("luck", "percent")])
+def test_a_number_that_is_not_finite_is_refused_as_such(  # type: ignore[no-untyped-def]
+    ledger: Ledger, recorded_outcome, kind: str, option: str
+) -> None:
+    identity, head = ledger.record_outcome(SPEC, recorded_outcome)
+    with pytest.raises(InvalidInput, match="finite number") as error:  # it said "should be less than 100"
+        run_robustness_test(ledger, identity, kind, {option: float("nan")})
+    assert error.value.field == option and ledger.head() == head
+
+
+def test_ruin_at_100_pct_is_being_wiped_out(ledger: Ledger, recorded_outcome) -> None:  # type: ignore[no-untyped-def]
+    identity, _ = ledger.record_outcome(SPEC, recorded_outcome)
+    _, result, _ = run_robustness_test(ledger, identity, "montecarlo", {"seed": 3, "ruin_threshold_pct": 100})
+    assert result.parameters["ruin_threshold_pct"] == 100.0
+    assert result.summary["risk_of_ruin_pct"] == 0.0  # no path of this result's trades ends at 0
+
+
 def test_a_deleted_result_cannot_be_tested(ledger: Ledger, recorded_outcome) -> None:  # type: ignore[no-untyped-def]
     identity, _ = ledger.record_outcome(SPEC, recorded_outcome)
     ledger.delete(identity)
