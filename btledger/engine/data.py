@@ -24,8 +24,8 @@ Rules common to all sources:
   Low min, Close last, Volume sum, labelled by their open time, empty bars dropped), so no bar holds
   data from outside the range. Asking for a finer timeframe than the data has is a `DataError`.
 - Naive timestamps are taken as UTC.
-- A `metatrader` csv file stamps a weekly bar with the Sunday its week opens on; such a bar is
-  labelled the Monday after, like every other weekly bar here.
+- MetaTrader (a `metatrader` csv file, the terminal) stamps a weekly bar with the Sunday its week opens
+  on; such a bar is labelled the Monday after, like every other weekly bar here.
 - Frames are cached per process (keyed on every argument), since a batch runs many strategies and
   risks on the same data; callers must not modify a returned frame.
 """
@@ -274,8 +274,12 @@ def _metatrader5_rates(
 ) -> pd.DataFrame:
     mt5 = _connected_metatrader5(settings)
     constant = load_timeframes().by_name()[timeframe].mt5_constant
+    # A week's bar is stamped with its Sunday: from a Monday, ask from the day before so as to have it.
+    ask_from = start - pd.Timedelta(days=1) if timeframe == "W1" else start
     # copy_rates_range includes `date_to`; stop one second before the next day.
-    rates = mt5.copy_rates_range(ticker, constant, start.to_pydatetime(), (end - timedelta(seconds=1)).to_pydatetime())
+    rates = mt5.copy_rates_range(
+        ticker, constant, ask_from.to_pydatetime(), (end - timedelta(seconds=1)).to_pydatetime()
+    )
     if rates is None:
         raise DataError("ticker", f"MetaTrader5 has no {ticker} {timeframe} rates: {mt5.last_error()}")
     raw = pd.DataFrame(
@@ -288,7 +292,8 @@ def _metatrader5_rates(
         },
         index=pd.to_datetime(rates["time"], unit="s", utc=True),
     )
-    return _normalised(raw, timeframe)
+    bars = _normalised(_weeks_from_monday(raw, timeframe), timeframe)
+    return bars.loc[(bars.index >= start) & (bars.index < end)]
 
 
 def load_instrument(ticker: str, settings: Settings | None = None) -> Instrument:

@@ -213,6 +213,32 @@ def test_metatrader5_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [call[0] for call in stand_in.calls].count("initialize") == 1  # one connection per process
 
 
+class WeeklyStandInMetaTrader5(StandInMetaTrader5):
+    """Answers W1 as a terminal does: GOOG's weeks, each stamped with the Sunday it opens on."""
+
+    def copy_rates_range(self, symbol, timeframe, date_from, date_to):
+        weekly = load_frame("GOOG", "W1", date(2009, 1, 1), date(2011, 12, 31)).ohlcv
+        weekly = weekly.set_axis(weekly.index - pd.Timedelta(days=1))
+        weeks = weekly.loc[date_from:date_to]
+        rates = np.zeros(len(weeks), dtype=[("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"),
+                                            ("close", "<f8"), ("tick_volume", "<u8")])  # fmt: skip
+        rates["time"] = weeks.index.as_unit("s").asi8
+        for column in ("open", "high", "low", "close"):
+            rates[column] = weeks[column.title()]
+        rates["tick_volume"] = weeks["Volume"]
+        return rates
+
+
+def test_metatrader5_weekly_bars_stamped_on_sunday_open_that_week(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "MetaTrader5", WeeklyStandInMetaTrader5())
+    # From a Monday to a Sunday: the first week's bar is stamped the day before the range, the next one's
+    # on its last day; each belongs to the week it opens.
+    frame = load_frame("GOOG", "W1", date(2010, 1, 4), date(2010, 12, 26), MT5)
+    sample = load_frame("GOOG", "W1", date(2010, 1, 4), date(2010, 12, 26))
+    assert frame.ohlcv.index[0] == pd.Timestamp("2010-01-04", tz="UTC")
+    assert frame.fingerprint == sample.fingerprint
+
+
 def test_metatrader5_failures_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "MetaTrader5", StandInMetaTrader5(initialize_ok=False))
     with pytest.raises(DataError, match=r"^data_source: MetaTrader5 initialize failed: .*Authorization failed"):
