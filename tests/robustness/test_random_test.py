@@ -179,6 +179,17 @@ def test_no_trades_real_or_random_is_rejected() -> None:
         random_test(REAL, bars=100, run_random=FakeRandomRunner(trades_per_run=0), runs=2, iterations=5, seed=1)
 
 
+def test_iterations_times_trades_is_bounded_before_any_random_run() -> None:
+    many = fake_trades(np.random.default_rng(0), 1_001, 0.1)
+    runner = FakeRandomRunner()
+    # 100,000 iterations of 1,001 trades: just over 10^8 resamples of each pool (5 s or so here).
+    with pytest.raises(
+        RobustnessInputError, match=r"^iterations: 100,000 iterations × 1,001 trades .* at most 100,000,000"
+    ):
+        random_test(many, bars=5_000, run_random=runner, runs=2, iterations=100_000, seed=1)
+    assert runner.calls == []
+
+
 @pytest.mark.parametrize("hold", [1, 3, 10])
 def test_random_trader_holds_as_long_as_the_profile_it_is_given(hold: int) -> None:
     """The benchmark trader's trades last the holding period it is given, counted as `profile_strategy`

@@ -34,6 +34,11 @@ Trades = Mapping[str, Sequence[Any]]
 #: Percentiles reported for every distribution (as in the seed's describe()).
 PERCENTILES: tuple[int, ...] = (5, 10, 25, 50, 75, 90, 95)
 
+#: Most simulated trades one test may take (Monte Carlo: paths × trades per path; random test: iterations ×
+#: the result's trades): about 1.5 s of Monte Carlo here (1e9 took 14.5 s). A server runs tests beside its
+#: other changes, so one request must not hold it for minutes.
+MAX_STEPS = 100_000_000
+
 #: Elements per simulated block: bounds memory (≈8 MB per float64 array) and keeps blocks cache-friendly.
 BLOCK_ELEMENTS = 1 << 20
 

@@ -49,6 +49,7 @@ import numpy as np
 
 from btledger.engine.result import BacktestOutcome
 from btledger.engine.robustness.common import (
+    MAX_STEPS,
     RobustnessInputError,
     RobustnessResult,
     Trades,
@@ -127,11 +128,6 @@ def simulate_paths(
         finals.append(final)
         drawdowns.append(drawdown)
     return MonteCarloPaths(np.concatenate(finals), np.concatenate(drawdowns), np.concatenate(ruined))
-
-
-#: Most simulated trades (paths × trades per path) one test may take: about 1.5 s here (1e9 took 14.5 s).
-#: A server runs tests beside its other changes, so one request must not hold it for minutes.
-MAX_STEPS = 100_000_000
 
 
 def montecarlo(

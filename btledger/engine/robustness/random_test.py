@@ -42,7 +42,7 @@ Fixes against the seed (`run_random_test`):
    now left out of that metric and counted, and a zero std gives a None z-score instead of inf/NaN.
 6. The bootstrap is vectorised over all iterations (the seed looped in Python).
 7. Input is validated (bars, runs, iterations, no trades, random runs without trades) with errors that
-   name the field.
+   name the field; iterations × trades is at most `MAX_STEPS`, as Monte Carlo's paths × trades.
 8. The entry probability was trades / bars although the random trader enters only when flat, so it
    traded less often than the strategy; it is now trades / flat bars.
 """
@@ -57,6 +57,7 @@ import numpy as np
 
 from btledger.engine.result import BacktestOutcome
 from btledger.engine.robustness.common import (
+    MAX_STEPS,
     RobustnessInputError,
     RobustnessResult,
     Trades,
@@ -203,6 +204,14 @@ def random_test(
     real_returns, real_net = column(columns, "return_pct"), column(columns, "net_pnl")
     if not real_returns.size == real_net.size == len(columns["size"]):
         raise RobustnessInputError("trades", "columns size, return_pct and net_pnl differ in length")
+    # Each iteration resamples as many trades as the result has, from the real and from the random pool:
+    # a result of many trades made 100,000 iterations a request of minutes. Checked before any random run.
+    if iterations * real_returns.size > MAX_STEPS:
+        raise RobustnessInputError(
+            "iterations",
+            f"{iterations:,} iterations × {real_returns.size:,} trades is {iterations * real_returns.size:,} "
+            f"resampled trades; at most {MAX_STEPS:,} a test",
+        )
 
     runs_seeds, bootstrap_seeds = np.random.SeedSequence(seed).spawn(2)
     random_runs = run_random_strategies(run_random, profile.params(), runs_seeds.generate_state(runs).tolist())
