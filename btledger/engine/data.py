@@ -44,7 +44,7 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 
-from btledger.config import Instrument, Settings, load_instruments, load_settings, load_timeframes
+from btledger.config import Instrument, Settings, config_path, load_instruments, load_settings, load_timeframes
 from btledger.engine.errors import DataError
 
 OHLCV = ["Open", "High", "Low", "Close", "Volume"]
@@ -192,6 +192,11 @@ def _sample(ticker: str) -> tuple[pd.DataFrame, str]:
 
 def _csv(ticker: str, timeframe: str, settings: Settings) -> tuple[pd.DataFrame, str]:
     folder = settings.csv.folder
+    if not folder.is_dir():  # a settings mistake, not a ticker's: say which setting and where it points
+        raise DataError(
+            "data_source",
+            f"csv.folder {str(folder)!r} (in {config_path('settings.yaml')}) is not a directory: {folder.resolve()}",
+        )
     minutes = _minutes()
     available = {
         path.stem.removeprefix(f"{ticker}_"): path

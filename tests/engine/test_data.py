@@ -98,6 +98,16 @@ def test_csv_generic_equals_the_sample(tmp_path) -> None:
         load_frame("AAPL", "D1", date(2008, 3, 1), date(2008, 9, 30), settings)
 
 
+def test_csv_folder_that_is_not_a_directory_names_the_setting(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(data_source="csv", csv=CsvSource(folder="prices"))  # relative: to the working directory
+    with pytest.raises(DataError) as raised:  # it blamed the ticker: "no GOOG_<TF>.csv file in prices"
+        load_frame("GOOG", "D1", date(2008, 3, 1), date(2008, 9, 30), settings)
+    assert raised.value.field == "data_source"
+    assert str(raised.value).startswith("data_source: csv.folder 'prices' (in ")
+    assert str(raised.value).endswith(f"settings.yaml) is not a directory: {tmp_path / 'prices'}")
+
+
 def write_metatrader(path, bars: pd.DataFrame, with_time: bool = True, encoding: str = "utf-8") -> None:
     export = pd.DataFrame(
         {
