@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -31,12 +33,13 @@ from tests.api.conftest import BATCH, LONG_BATCH
 SERVE = [sys.executable, "-m", "btledger", "serve", "--port", "0", "--workers", "1"]
 
 
-@pytest.fixture
-def server(btledger_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], ServerInfo]]:
-    process = subprocess.Popen(SERVE)
+@contextmanager
+def serving(home: Path, **popen: Any) -> Iterator[tuple[subprocess.Popen[bytes], ServerInfo]]:
+    """`btledger serve` on a free port, once it answers; stopped (SIGTERM) on leaving if still running."""
+    process = subprocess.Popen(SERVE, **popen)
     try:
         deadline = time.monotonic() + 60
-        while (info := running_server(btledger_home)) is None or not _answers(info.url):
+        while (info := running_server(home)) is None or not _answers(info.url):
             assert process.poll() is None, "the server exited"
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.05)
@@ -45,6 +48,12 @@ def server(btledger_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], Serve
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             process.wait(30)
+
+
+@pytest.fixture
+def server(btledger_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], ServerInfo]]:
+    with serving(btledger_home) as started:
+        yield started
 
 
 def _answers(url: str) -> bool:
@@ -147,6 +156,18 @@ def test_a_stop_cancels_the_running_batch_and_ends_its_stream_at_once(
     assert process.wait(30) == 130  # the shell's code for an interrupted command
     # The batch recorded nothing after its final event.
     assert set(open_ledger(btledger_home).backtest_ids()) == recorded
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_sigint_ends_serve_with_130_even_when_it_was_started_ignoring_sigint(btledger_home: Path) -> None:
+    # A script's background job starts with SIGINT ignored. uvicorn still stops on it, then re-raises it
+    # for the exit status, which the inherited disposition swallowed: the server exited 0.
+    with serving(btledger_home, preexec_fn=_ignore_sigint) as (process, _):
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
 
 
 def test_serve_on_a_port_in_use_fails_naming_it_and_writes_nothing(btledger_home: Path) -> None:

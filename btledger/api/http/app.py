@@ -11,10 +11,12 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from litestar import Litestar
@@ -148,6 +150,12 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: Litestar) -> None:
         super().__init__(config)
         self._app = app
+        #: Stopped by SIGINT: uvicorn re-raises it once stopped, for the exit status a shell expects (130).
+        self.interrupted = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.interrupted = self.interrupted or sig == signal.SIGINT
+        super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._app.state.services.jobs.stop()
@@ -182,5 +190,8 @@ def serve(
         config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
         server = _Server(config, app)
         server.run(sockets=[listener])
+    if server.interrupted:
+        # Still here: the re-raised SIGINT was ignored, as a background job of a script inherits it.
+        raise KeyboardInterrupt
     if not server.started:
         raise LedgerError("the server did not start; its log above says why")
