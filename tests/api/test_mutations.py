@@ -65,7 +65,7 @@ def test_delete_strategy_deletes_every_live_result_at_once(api: Client, seeded: 
 def test_robustness_tests_are_recorded_and_listed(api: Client, seeded: dict[str, Seeded]) -> None:
     target = seeded["sma_eur_h1"].id
     assert api.get(f"/backtests/{target}/tests").json() == []
-    luck = api.post(f"/backtests/{target}/tests/luck", json={"percent": 10})
+    luck = api.post(f"/backtests/{target}/tests/luck", json={"percent": 25})
     assert luck.status_code == 201
     monte_carlo = api.post(f"/backtests/{target}/tests/montecarlo", json={"seed": 7, "paths": 200})
     assert monte_carlo.status_code == 201
@@ -75,5 +75,8 @@ def test_robustness_tests_are_recorded_and_listed(api: Client, seeded: dict[str,
     listed = api.get(f"/backtests/{target}/tests").json()
     assert [t["kind"] for t in listed] == ["luck", "montecarlo", "montecarlo"]
     assert listed[0]["test_id"] == luck.json()["test_id"] and listed[0]["metrics"]
-    defaults = api.post(f"/backtests/{target}/tests/luck")  # no body: the defaults
-    assert defaults.status_code == 201 and defaults.json()["parameters"]["percent"] == 5.0
+    # No body: the defaults, whose 5 % of this result's few trades removes none, which is refused.
+    defaults = api.post(f"/backtests/{target}/tests/luck")
+    assert defaults.status_code == 400 and defaults.json()["field"] == "percent", defaults.text
+    assert defaults.json()["detail"].startswith("5 % of "), defaults.text
+    assert len(api.get(f"/backtests/{target}/tests").json()) == 3

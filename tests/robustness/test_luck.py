@@ -119,3 +119,29 @@ def test_validation_errors_name_the_field(kwargs: dict, field: str) -> None:
 def test_no_trades_is_rejected() -> None:
     with pytest.raises(RobustnessInputError, match=r"^trades: "):
         luck_test(trades([]), initial_cash=1000.0)
+
+
+@pytest.mark.parametrize(
+    ("returns", "percent", "message"),
+    [
+        # 5 % of 7 = 0.35 rounds to 0; 50 / 7 = 7.14… is not enough (0.9998 + rounding), 7.15 is.
+        ([1.0] * 7, 5.0, "percent: 5 % of 7 trades removes none at either end; use at least 7.15"),
+        ([1.0] * 9, 5.0, "percent: 5 % of 9 trades removes none at either end; use at least 5.56"),
+        ([1.0], 25.0, "percent: 25 % of 1 trade removes none; the luck test needs at least 2 trades"),
+    ],
+)
+def test_a_percent_that_removes_no_trade_is_refused(returns: list[float], percent: float, message: str) -> None:
+    with pytest.raises(RobustnessInputError) as refused:
+        luck_test(trades(returns), initial_cash=1000.0, percent=percent)
+    assert str(refused.value) == message
+
+
+def test_the_percent_suggested_is_the_least_that_removes_a_trade_at_each_end() -> None:
+    for n in range(2, 200):
+        with pytest.raises(RobustnessInputError) as refused:
+            luck_test(trades([1.0] * n), initial_cash=1000.0, percent=0.01)
+        least = float(str(refused.value).rsplit(" ", 1)[-1])
+        result = luck_test(trades([1.0] * n), initial_cash=1000.0, percent=least)
+        assert result.metrics["trades_removed_each_end"] == 1.0, n
+        with pytest.raises(RobustnessInputError):  # a hundredth less removes none
+            luck_test(trades([1.0] * n), initial_cash=1000.0, percent=least - 0.01)

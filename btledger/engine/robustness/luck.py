@@ -33,6 +33,8 @@ Fixes against the seed (`run_luck_test`):
 7. No flags are written on the original trades (the seed set TopBest/TopWorst and never reset them, so
    re-runs accumulated flags); the removed trades are part of the result instead.
 8. Input is validated (percent in (0, 50), initial cash > 0, no trades) with errors that name the field.
+9. A percent that removes no trade (the seed's default 5 % of fewer than 10 trades) reported the result
+   itself as the test's; it is refused, naming the least percent that removes one trade at each end.
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ from btledger.engine.robustness.common import (
 def trades_to_remove(percent: float, n: int) -> int:
     """Trades removed at each end: percent / 100 × n rounded half up."""
     return math.floor(percent * n / 100.0 + 0.5)
+
+
+def _removes_nothing(percent: float, n: int) -> str:
+    """Why `percent` of `n` trades tests nothing, and the least percent that removes a trade at each end."""
+    least = math.ceil(5000 / n) / 100  # percent × n / 100 + 0.5 >= 1, rounded up to a hundredth
+    if least >= 50:
+        return f"{percent:g} % of {n} trade removes none; the luck test needs at least 2 trades"
+    return f"{percent:g} % of {n} trades removes none at either end; use at least {least:g}"
 
 
 def stability_ratio(curve: np.ndarray) -> float | None:
@@ -120,6 +130,8 @@ def luck_test(trades: BacktestOutcome | Trades, *, initial_cash: float, percent:
         raise RobustnessInputError("trades", "columns return_pct, net_pnl and exit_bar differ in length")
 
     k = trades_to_remove(percent, n)
+    if k == 0:  # the "test" would report the result itself
+        raise RobustnessInputError("percent", _removes_nothing(percent, n))
     ranked = np.argsort(-returns_pct, kind="stable")
     top, bottom = ranked[:k], ranked[n - k :][::-1]
     keep = np.ones(n, dtype=bool)
