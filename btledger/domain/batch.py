@@ -149,9 +149,9 @@ def run_batches(
         existing = ledger.find(spec) if identity in recorded else None
         if existing is not None and existing.status in ("recorded", "deleted") and not command.rerun:
             reason = (
-                "already recorded; pass rerun to record a new result"
+                "already recorded; rerun (--rerun in the CLI) records a new result"
                 if existing.status == "recorded"
-                else "deleted; pass rerun to run it again"
+                else "deleted; rerun (--rerun in the CLI) runs it again"
             )
             done = _skipped(index, total, spec, identity, reason, existing.outcome)
             report.results.append(done)
@@ -174,7 +174,7 @@ def run_batches(
         else:
             appended = ledger.record_failure(spec, error or "unknown error", new=new, if_absent=if_absent)
         if appended is None:
-            reason = "recorded meanwhile by another run; pass rerun to record a new result"
+            reason = "recorded meanwhile by another run; rerun (--rerun in the CLI) records a new result"
             done = _skipped(index, total, spec, id_of[spec], reason, ledger.get(id_of[spec]).outcome)
         elif outcome is not None:
             identity, position = appended
