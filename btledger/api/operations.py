@@ -151,6 +151,10 @@ def export_parquet(directory: str) -> list[Path]:
 
     if not directory.strip():
         raise InvalidInput("parquet", "needs a directory, got an empty path")
+    # The nearest part of the path that exists must be a directory, for the rest to be made below it.
+    existing = next(path for path in (Path(directory), *Path(directory).parents) if path.exists())
+    if not existing.is_dir():
+        raise InvalidInput("parquet", f"needs a directory, but {existing} is not one")
     ledger = bootstrap.open_ledger()
     with ReadModel.open() as readmodel:
         readmodel.catch_up(ledger)

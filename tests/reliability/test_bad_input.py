@@ -286,11 +286,12 @@ def test_bad_robustness_test_options_are_refused(home: Path, result_id: str, arg
 # --- export and rebuild ----------------------------------------------------------------------------
 
 
-def test_export_to_a_path_that_cannot_be_a_directory_fails_on_one_line(home: Path, tmp_path: Path) -> None:
+def test_export_to_a_path_that_cannot_be_a_directory_is_refused_naming_the_option(home: Path, tmp_path: Path) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("not a directory")
-    for target in ("/dev/null/x", str(a_file), str(a_file / "below")):
-        assert_refused(home, ["export", "--parquet", target], 1, "")
+    for target, culprit in (("/dev/null/x", "/dev/null"), (str(a_file), a_file), (str(a_file / "below"), a_file)):
+        refusal = f"parquet: needs a directory, but {culprit} is not one"
+        assert_refused(home, ["export", "--parquet", target], 2, refusal)
     assert a_file.read_text() == "not a directory"
 
 
