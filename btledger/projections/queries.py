@@ -256,7 +256,7 @@ def filtered_search(
     max_drawdown: float | None = None,
     min_stability_ratio: float | None = None,
     min_sharpe: float | None = None,
-    min_trades: float | None = None,
+    min_trades: int | None = None,
     min_return_dd: float | None = None,
     min_stability_weighted_rar: float | None = None,
     min_win_rate: float | None = None,

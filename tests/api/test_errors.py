@@ -103,6 +103,8 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("GET", "/backtests", {"params": {"limit": "5e0"}}, 400, "limit"),
     ("GET", "/backtests", {"params": {"limit": " 5"}}, 400, "limit"),
     ("GET", "/backtests", {"params": {"offset": "1.0"}}, 400, "offset"),
+    ("GET", "/backtests", {"params": {"min_trades": "5.5"}}, 400, "min_trades"),  # a count, as in the CLI
+    ("GET", "/backtests", {"params": {"min_trades": "-1"}}, 400, "min_trades"),
     ("GET", "/health", {"params": {"wait_for": "0.0"}}, 400, "wait_for"),
     ("GET", "/jobs/not-a-job/events", {"headers": {"Last-Event-ID": "1.0"}}, 400, "Last-Event-ID"),
     ("GET", "/rankings/robust", {"params": {"as_of": "last tuesday"}}, 400, "as_of"),

@@ -60,7 +60,7 @@ async def search(
     max_drawdown: Threshold = None,
     min_stability_ratio: Threshold = None,
     min_sharpe: Threshold = None,
-    min_trades: Threshold = None,
+    min_trades: Annotated[int | None, QueryParameter(ge=0, le=10**12, description="A whole number of trades.")] = None,
     min_return_dd: Threshold = None,
     min_stability_weighted_rar: Threshold = None,
     min_win_rate: Threshold = None,
