@@ -337,7 +337,7 @@ def search(
     max_drawdown: Annotated[float | None, typer.Option(help="Maximum drawdown %.")] = None,
     min_stability_ratio: Annotated[float | None, typer.Option()] = None,
     min_sharpe: Annotated[float | None, typer.Option()] = None,
-    min_trades: Annotated[int | None, typer.Option()] = None,
+    min_trades: Annotated[int | None, typer.Option(min=0)] = None,
     min_return_dd: Annotated[float | None, typer.Option()] = None,
     min_stability_weighted_rar: Annotated[float | None, typer.Option()] = None,
     min_win_rate: Annotated[float | None, typer.Option()] = None,

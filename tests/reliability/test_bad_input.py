@@ -319,6 +319,7 @@ USAGE_CASES = [
     (["search", "--limit", "-1"], "--limit"),
     (["search", "--limit", "abc"], "--limit"),
     (["search", "--offset", "-5"], "--offset"),
+    (["search", "--min-trades", "-1"], "--min-trades"),
     (["sql", "SELECT 1", "--max-rows", "0"], "--max-rows"),
     (["run", "--strategy", "SmaCross", "--cash", "abc"], "--cash"),
     (["test", "montecarlo", "abcd", "--paths", "many"], "--paths"),
