@@ -83,12 +83,21 @@ def run_robustness_test(
     return test_id, result, position
 
 
+#: The ATR stop parameters the shipped strategies share; the random trader sizes from the tested one's.
+_STOP_PARAMS = ("sl_atr", "atr_period")
+
+
 def _random_trader_runner(spec: RunSpec) -> Any:
-    """RandomTrader on the tested result's key: same ticker, timeframe, dates, risk, cash and costs."""
-    from btledger.engine import run_backtest
+    """RandomTrader on the tested result's key: same ticker, timeframe, dates, risk, cash and costs, each
+    trade sized from a stop as far as the strategy's own ATR stop (its `sl_atr` and `atr_period`, when it
+    has them), so a random trade risks as much as a real one."""
+    from btledger.engine import get_strategy, run_backtest, strategy_names
+
+    own = get_strategy(spec.strategy).resolve_params(spec.params) if spec.strategy in strategy_names() else {}
+    stop = {name: own[name] for name in _STOP_PARAMS if type(own.get(name)) in (int, float)}
 
     def run(params: dict[str, Any], seed: int) -> dict[str, list[Any]]:
-        random_spec = dataclasses.replace(spec, strategy="RandomTrader", params={**params, "seed": seed})
+        random_spec = dataclasses.replace(spec, strategy="RandomTrader", params={**params, **stop, "seed": seed})
         return run_backtest(random_spec).trades
 
     return run

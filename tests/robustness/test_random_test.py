@@ -270,3 +270,19 @@ def test_random_test_on_a_real_result_is_reproduced_by_its_seed() -> None:
     first = random_test(outcome, **arguments, seed=21)
     assert random_test(outcome, **arguments, seed=21) == first
     assert random_test(outcome, **arguments, seed=22) != first
+
+
+def test_random_trades_are_sized_from_the_tested_strategys_own_stop() -> None:
+    """A random trade risks what a real one does: sized for the strategy's stop distance (SmaCross
+    `sl_atr`), not the trader's own 1.5 ATRs. The same seed enters on the same bars; twice the stop
+    distance, half the size (the first trade exactly; later ones also follow equity, which differs)."""
+    params = {"prob_trade": 0.05, "prob_long": 0.5, "hold_bars": "5", "exit_at_stop": False}
+    runs = {}
+    for sl_atr in (2.0, 4.0):
+        spec = RunSpec(
+            "SmaCross", "EURUSD", "H1", 1.0, date(2017, 5, 1), date(2017, 9, 1), 100_000.0, params={"sl_atr": sl_atr}
+        )
+        runs[sl_atr] = _random_trader_runner(spec)(dict(params), 7)
+    assert len(runs[2.0]["entry_bar"]) > 50
+    assert runs[2.0]["entry_bar"] == runs[4.0]["entry_bar"]
+    assert abs(runs[2.0]["size"][0] / runs[4.0]["size"][0]) == pytest.approx(2.0, rel=1e-3)
