@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from contextlib import suppress
 from typing import Any, Literal
 from uuid import UUID
 
@@ -91,13 +92,33 @@ def _random_trader_runner(spec: RunSpec) -> Any:
     """RandomTrader on the tested result's key: same ticker, timeframe, dates, risk, cash and costs, each
     trade sized from a stop as far as the strategy's own ATR stop (its `sl_atr` and `atr_period`, when it
     has them), so a random trade risks as much as a real one."""
-    from btledger.engine import get_strategy, run_backtest, strategy_names
+    from btledger.engine import run_backtest
 
-    own = get_strategy(spec.strategy).resolve_params(spec.params) if spec.strategy in strategy_names() else {}
-    stop = {name: own[name] for name in _STOP_PARAMS if type(own.get(name)) in (int, float)}
+    stop = _recorded_stop(spec)
 
     def run(params: dict[str, Any], seed: int) -> dict[str, list[Any]]:
         random_spec = dataclasses.replace(spec, strategy="RandomTrader", params={**params, **stop, "seed": seed})
         return run_backtest(random_spec).trades
 
     return run
+
+
+def _recorded_stop(spec: RunSpec) -> dict[str, Any]:
+    """The tested result's `_STOP_PARAMS` that the random trader accepts, as the result ran with them.
+
+    Its parameters are read as recorded, not checked again against its strategy's bounds and rules: a result
+    recorded before those were declared (SmaCross n_fast=50, n_slow=20) ran, and can be tested. A value the
+    trader refuses (a user strategy's sl_atr = 0, no stop) leaves the trader's own.
+    """
+    from btledger.engine import SpecError, get_strategy, strategy_names
+
+    if spec.strategy not in strategy_names():
+        return {}
+    recorded = {**get_strategy(spec.strategy).params, **spec.params}
+    trader = get_strategy("RandomTrader")
+    stop: dict[str, Any] = {}
+    for name in _STOP_PARAMS:
+        if name in recorded:
+            with suppress(SpecError):
+                stop[name] = trader.resolve_params({name: recorded[name]})[name]
+    return stop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from btledger.domain.errors import Conflict, InvalidInput
 from btledger.domain.ledger import Ledger, store_env
-from btledger.domain.robustness import run_robustness_test
+from btledger.domain.robustness import _recorded_stop, run_robustness_test
 from btledger.engine import run_backtest
 from btledger.engine.result import RunSpec
 
@@ -89,3 +90,17 @@ def test_a_deleted_result_cannot_be_tested(ledger: Ledger, recorded_outcome) -> 
     ledger.delete(identity)
     with pytest.raises(Conflict):
         run_robustness_test(ledger, identity, "luck", {})
+
+
+def test_a_result_recorded_before_its_strategys_rules_can_still_be_random_tested(  # type: ignore[no-untyped-def]
+    ledger: Ledger, recorded_outcome
+) -> None:
+    """SmaCross has declared n_fast < n_slow and sl_atr > 0 since results were recorded: such a result ran,
+    and its random test sizes from its recorded stop (it raised the rule as a params error instead); a stop
+    the trader cannot size from (sl_atr = 0) leaves the trader's own."""
+    before_rules = dataclasses.replace(SPEC, params={"n_fast": 50, "n_slow": 20, "sl_atr": 3.0})
+    identity, _ = ledger.record_outcome(before_rules, recorded_outcome)
+    _, result, _ = run_robustness_test(ledger, identity, "random", {"seed": 5, "runs": 2, "iterations": 100})
+    assert result.summary["random_trades_per_run"] > 0
+    assert _recorded_stop(before_rules) == {"sl_atr": 3.0, "atr_period": 14}
+    assert _recorded_stop(dataclasses.replace(SPEC, params={"sl_atr": 0.0})) == {"atr_period": 14}
