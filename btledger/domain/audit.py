@@ -17,6 +17,7 @@ from uuid import UUID
 
 from btledger.domain.errors import Conflict
 from btledger.domain.ledger import Ledger
+from btledger.engine.errors import SpecError
 from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
 
 Verdict = Literal["reproduced", "mismatch", "data_changed", "strategy_changed", "costs_changed"]
@@ -61,7 +62,14 @@ def verify(ledger: Ledger, backtest: UUID, run: Callable[[RunSpec], BacktestOutc
     recorded = aggregate.outcome
     if recorded is None:
         raise Conflict(f"backtest {backtest} has no recorded result to verify", field="id")
-    current = run(aggregate.spec)
+    try:
+        current = run(aggregate.spec)
+    except SpecError as error:
+        # Parameters it ran with, refused now: bounds or rules its strategy declared since (SmaCross
+        # n_fast=50, n_slow=20). Its code changed, so it cannot be re-run as it was.
+        if error.field == "params" and _strategy_fingerprint(aggregate.spec) != recorded.strategy_fingerprint:
+            return _unrunnable(backtest, aggregate.spec, recorded)
+        raise
     verdict: Verdict
     mismatches: list[dict[str, JsonScalar]] = []
     if current.data_fingerprint != recorded.data_fingerprint:
@@ -88,4 +96,25 @@ def verify(ledger: Ledger, backtest: UUID, run: Callable[[RunSpec], BacktestOutc
         current_strategy_fingerprint=current.strategy_fingerprint,
         mismatches=mismatches,
         metrics_checked=len(recorded.metrics) + len(recorded.trade_performance),
+    )
+
+
+def _strategy_fingerprint(spec: RunSpec) -> str:
+    from btledger.engine import get_strategy
+
+    return get_strategy(spec.strategy).fingerprint
+
+
+def _unrunnable(backtest: UUID, spec: RunSpec, recorded: BacktestOutcome) -> Verification:
+    """The verdict on a result that its changed strategy cannot re-run: what changed, data or code."""
+    from btledger.engine import load_frame
+
+    data_fingerprint = load_frame(spec.ticker, spec.timeframe, spec.date_from, spec.date_to).fingerprint
+    return Verification(
+        id=backtest,
+        verdict="data_changed" if data_fingerprint != recorded.data_fingerprint else "strategy_changed",
+        recorded_data_fingerprint=recorded.data_fingerprint,
+        current_data_fingerprint=data_fingerprint,
+        recorded_strategy_fingerprint=recorded.strategy_fingerprint,
+        current_strategy_fingerprint=_strategy_fingerprint(spec),
     )

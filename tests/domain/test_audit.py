@@ -1,0 +1,38 @@
+"""verify on results the current code cannot re-run as they were."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from btledger.domain.audit import verify
+from btledger.domain.ledger import Ledger, store_env
+from btledger.engine import SpecError, run_backtest
+from tests.domain.test_robustness_command import SPEC
+
+#: SmaCross parameters it ran with before it declared n_fast < n_slow.
+BEFORE_RULES = dataclasses.replace(SPEC, params={"n_fast": 50, "n_slow": 20})
+
+
+@pytest.fixture
+def ledger(btledger_home: Path) -> Ledger:
+    return Ledger(env=store_env(btledger_home))
+
+
+def test_a_result_whose_parameters_its_changed_strategy_refuses_is_strategy_changed(ledger: Ledger) -> None:
+    """It was recorded by earlier SmaCross code (another fingerprint), which ran n_fast=50, n_slow=20; the
+    re-run's refusal of its parameters was reported as the user's bad input (exit 2)."""
+    outcome = dataclasses.replace(run_backtest(SPEC), strategy_fingerprint="0" * 64)
+    identity, _ = ledger.record_outcome(BEFORE_RULES, outcome)
+    verification = verify(ledger, identity, run_backtest)
+    assert verification.verdict == "strategy_changed"
+    assert verification.current_data_fingerprint == outcome.data_fingerprint
+    assert verification.current_strategy_fingerprint == run_backtest(SPEC).strategy_fingerprint
+
+
+def test_parameters_refused_by_the_code_they_were_recorded_with_are_still_an_error(ledger: Ledger) -> None:
+    identity, _ = ledger.record_outcome(BEFORE_RULES, run_backtest(SPEC))
+    with pytest.raises(SpecError, match=r"^params: SmaCross must satisfy n_fast < n_slow"):
+        verify(ledger, identity, run_backtest)
