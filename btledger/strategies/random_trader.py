@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import numpy as np
@@ -67,6 +68,6 @@ class RandomTrader(RiskSizedStrategy):
 def parse_hold_bars(text: str) -> np.ndarray:
     """The holding periods of `hold_bars` ("3,12,40"; "" is none) as whole numbers of bars ≥ 0."""
     items = [item.strip() for item in text.split(",")] if text.strip() else []
-    if not all(item.isdigit() for item in items):
+    if not all(re.fullmatch("[0-9]+", item) for item in items):  # not isdigit(): "²" is a digit to it
         raise ValueError(f"hold_bars: expected comma-separated whole numbers of bars ≥ 0, got {text!r}")
     return np.array([int(item) for item in items], dtype=np.int64)

@@ -18,6 +18,7 @@ from btledger.engine.robustness import (
     profile_strategy,
     random_test,
 )
+from btledger.strategies.random_trader import parse_hold_bars
 
 REAL = {
     "size": [1.0, -2.0, 1.0, 3.0],
@@ -286,3 +287,14 @@ def test_random_trades_are_sized_from_the_tested_strategys_own_stop() -> None:
     assert len(runs[2.0]["entry_bar"]) > 50
     assert runs[2.0]["entry_bar"] == runs[4.0]["entry_bar"]
     assert abs(runs[2.0]["size"][0] / runs[4.0]["size"][0]) == pytest.approx(2.0, rel=1e-3)
+
+
+@pytest.mark.parametrize(("text", "holds"), [("", []), ("3,12,40", [3, 12, 40]), (" 1 , 0 ", [1, 0])])
+def test_hold_bars_are_read_as_whole_numbers_of_bars(text: str, holds: list[int]) -> None:
+    assert parse_hold_bars(text).tolist() == holds
+
+
+@pytest.mark.parametrize("text", ["x", "²", "1,,2", "-1", "1.5", "٣"])  # "²" and "٣" are digits to isdigit()
+def test_hold_bars_that_are_not_whole_numbers_are_refused_naming_the_parameter(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^hold_bars: expected comma-separated whole numbers"):
+        parse_hold_bars(text)
