@@ -72,8 +72,10 @@ class HistoryEntry(BaseModel):
 
     position: int
     event_type: str
-    recorded_at: datetime
-    payload: dict[str, Any]
+    recorded_at: datetime | None = Field(
+        description="Null only for an event the projector parked because its state could not be read (dead_letters)."
+    )
+    payload: dict[str, Any] | None = Field(description="Null as `recorded_at` is.")
 
 
 class RobustnessTest(BaseModel):
