@@ -87,6 +87,15 @@ def require_trades(count: int) -> None:
         raise RobustnessInputError("trades", "the backtest has no trades")
 
 
+def check_steps(field: str, count: int, what: str, trades: int, unit: str) -> None:
+    """Refuse, naming `field`, `count` `what` (paths, iterations) × `trades` trades each past `MAX_STEPS`;
+    `unit` names their product in the message (steps, resampled trades)."""
+    if count * trades > MAX_STEPS:
+        raise RobustnessInputError(
+            field, f"{count:,} {what} × {trades:,} trades is {count * trades:,} {unit}; at most {MAX_STEPS:,} a test"
+        )
+
+
 def positive_int(field: str, value: int) -> int:
     """`value` as an int, which must be > 0 (bools and floats are rejected, not truncated)."""
     if isinstance(value, bool):

@@ -49,10 +49,10 @@ import numpy as np
 
 from btledger.engine.result import BacktestOutcome
 from btledger.engine.robustness.common import (
-    MAX_STEPS,
     RobustnessInputError,
     RobustnessResult,
     Trades,
+    check_steps,
     column,
     curve_stats,
     describe,
@@ -156,10 +156,7 @@ def montecarlo(
     if buckets.size != returns_pct.size:
         raise RobustnessInputError("trades", "columns return_pct, size and net_pnl differ in length")
     steps = returns_pct.size if trades_per_path is None else positive_int("trades_per_path", trades_per_path)
-    if paths * steps > MAX_STEPS:
-        raise RobustnessInputError(
-            "paths", f"{paths:,} paths × {steps:,} trades is {paths * steps:,} steps; at most {MAX_STEPS:,} a test"
-        )
+    check_steps("paths", paths, "paths", steps, "steps")
     seed = resolve_seed(seed)
 
     simulated = simulate_paths(

@@ -73,10 +73,10 @@ import numpy as np
 
 from btledger.engine.result import BacktestOutcome
 from btledger.engine.robustness.common import (
-    MAX_STEPS,
     RobustnessInputError,
     RobustnessResult,
     Trades,
+    check_steps,
     column,
     curve_stats,
     growth_factors,
@@ -233,12 +233,7 @@ def random_test(
         raise RobustnessInputError("trades", "columns size, return_pct and net_pnl differ in length")
     # Each iteration resamples as many trades as the result has, from the real and from the random pool:
     # a result of many trades made 100,000 iterations a request of minutes. Checked before any random run.
-    if iterations * real_returns.size > MAX_STEPS:
-        raise RobustnessInputError(
-            "iterations",
-            f"{iterations:,} iterations × {real_returns.size:,} trades is {iterations * real_returns.size:,} "
-            f"resampled trades; at most {MAX_STEPS:,} a test",
-        )
+    check_steps("iterations", iterations, "iterations", real_returns.size, "resampled trades")
 
     runs_seeds, bootstrap_seeds = np.random.SeedSequence(seed).spawn(2)
     random_runs = run_random_strategies(run_random, profile.params(), runs_seeds.generate_state(runs).tolist())
