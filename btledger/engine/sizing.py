@@ -83,9 +83,10 @@ class RiskSizedStrategy(Strategy):
         units = self.lots.clamp(self.equity * self.risk / 100 / distance)
         return round(units / self.lots.fractional_unit)
 
-    def enter(self, direction: int, stop: float, target: float | None = None) -> None:
+    def enter(self, direction: int, stop: float, target: float | None = None, *, place_stop: bool = True) -> None:
         """Buy (`direction` > 0) or sell at market, sized by `size_for_stop` from the last close to `stop`,
-        with that stop and an optional take-profit `target`; nothing when the size is 0."""
+        with that stop (unless `place_stop` is false: the stop then only sizes the trade) and an optional
+        take-profit `target`; nothing when the size is 0."""
         if size := self.size_for_stop(self.data.Close[-1], stop):
             order = self.buy if direction > 0 else self.sell
-            order(size=size, sl=stop, tp=target)
+            order(size=size, sl=stop if place_stop else None, tp=target)

@@ -59,10 +59,7 @@ class RandomTrader(RiskSizedStrategy):
         # A trade closed by its holding period lasts a bar at least (the strategy's stop can end one sooner).
         self.hold = max(1, int(drawn))
         stop = self.data.Close[-1] - direction * self.sl_atr * self.atr[-1]
-        if self.exit_at_stop:
-            self.enter(direction, stop)
-        elif size := self.size_for_stop(self.data.Close[-1], stop):
-            (self.buy if direction > 0 else self.sell)(size=size)
+        self.enter(direction, stop, place_stop=self.exit_at_stop)
 
 
 def parse_hold_bars(text: str) -> np.ndarray:
