@@ -234,7 +234,8 @@ def delete(
     reason: Annotated[str, typer.Option(help="Why it is deleted (kept in the history).")] = "deleted by user",
     as_json: JsonFlag = False,
 ) -> None:
-    """Delete one result (a tombstone: its history stays)."""
+    """Delete one result, or a key whose runs all failed so that batches stop retrying it (a tombstone: its
+    history stays)."""
     from btledger.api import operations
 
     with errors_to_exit_codes():
@@ -257,7 +258,7 @@ def delete_strategy(
     name: Annotated[str, typer.Argument(help="Strategy name.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Delete every live result of a strategy at once."""
+    """Delete every live result of a strategy at once, and its keys whose runs all failed."""
     from btledger.api import operations
 
     with errors_to_exit_codes():

@@ -234,3 +234,14 @@ class Backtest(Aggregate):
         if self.last_error is not None:
             return "failed"
         return "pending"
+
+    @property
+    def deletable(self) -> bool:
+        """A live result, or a key whose runs all failed: deleting the latter stops batches retrying it."""
+        return self.status in ("recorded", "failed")
+
+    @property
+    def settled(self) -> bool:
+        """A batch runs a settled key again only when asked to rerun: it holds a live result, or it was
+        deleted (with a result or not). A failed key is not settled: every batch tries it again."""
+        return self.status in ("recorded", "deleted")

@@ -1,10 +1,10 @@
 """RunBatch: plan the combinations, run what is missing on the worker pool, record every outcome.
 
-The ledger decides what runs (a live result is skipped unless `rerun`; a deleted one needs `rerun`;
-a failed one is tried again), the engine's pool computes in worker processes, and each outcome is
-appended as it arrives, one save per combination, so a batch killed half-way keeps what it
-recorded and the same batch run again records each combination exactly once. Several batches (a
-plan) run as one: one numbering, one stream of jobs for the pool.
+The ledger decides what runs (a live result is skipped unless `rerun`; a deleted one, with a result or
+only failed runs, needs `rerun`; a failed one is tried again), the engine's pool computes in worker
+processes, and each outcome is appended as it arrives, one save per combination, so a batch killed
+half-way keeps what it recorded and the same batch run again records each combination exactly once.
+Several batches (a plan) run as one: one numbering, one stream of jobs for the pool.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 from uuid import UUID
 
-from btledger.domain.backtest import backtest_id
+from btledger.domain.backtest import Backtest, backtest_id
 from btledger.domain.commands import RunBatch, plan_specs
 from btledger.domain.ledger import Ledger
 from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
@@ -111,12 +111,17 @@ def recorded_plot(home: Path, backtest: UUID, recorded: str | None) -> Path | No
     return None
 
 
-def _skipped(
-    index: int, total: int, spec: RunSpec, identity: UUID, reason: str, outcome: BacktestOutcome | None
-) -> Progress:
-    """A combination not run, or not recorded, because its key holds a result: that result's figures."""
+def _skipped(index: int, total: int, spec: RunSpec, backtest: Backtest, meanwhile: bool) -> Progress:
+    """A combination not run, or not recorded, because its key is settled (see `Backtest.settled`): its
+    result's figures, if it has one. `meanwhile`: settled by another writer since the batch was planned."""
+    if backtest.status == "deleted":
+        reason = f"deleted{' meanwhile' if meanwhile else ''}; rerun (--rerun in the CLI) runs it again"
+    else:
+        done = "recorded meanwhile by another run" if meanwhile else "already recorded"
+        reason = f"{done}; rerun (--rerun in the CLI) records a new result"
+    outcome = backtest.outcome
     metrics, performance = (outcome.metrics, outcome.trade_performance) if outcome else (None, None)
-    return Progress(index, total, spec, identity, "skipped", reason, metrics, trade_performance=performance)
+    return Progress(index, total, spec, backtest.id, "skipped", reason, metrics, trade_performance=performance)
 
 
 def run_batches(
@@ -147,13 +152,8 @@ def run_batches(
         identity = id_of[spec]
         command = commands[batch_of[spec]]
         existing = ledger.find(spec) if identity in recorded else None
-        if existing is not None and existing.status in ("recorded", "deleted") and not command.rerun:
-            reason = (
-                "already recorded; rerun (--rerun in the CLI) records a new result"
-                if existing.status == "recorded"
-                else "deleted; rerun (--rerun in the CLI) runs it again"
-            )
-            done = _skipped(index, total, spec, identity, reason, existing.outcome)
+        if existing is not None and existing.settled and not command.rerun:
+            done = _skipped(index, total, spec, existing, meanwhile=False)
             report.results.append(done)
             on_progress(done)
             continue
@@ -167,15 +167,15 @@ def run_batches(
     for spec, outcome, error in pool.run(jobs, on_start=started, interrupt=interrupt):
         index = index_of[spec]
         new = id_of[spec] not in recorded
-        # Without rerun, a result another writer recorded since the plan was made stands: this one is dropped.
+        # Without rerun, a result another writer recorded (or a deletion it made) since the plan was made
+        # stands: this outcome is dropped.
         if_absent = not commands[batch_of[spec]].rerun
         if outcome is not None:
             appended = ledger.record_outcome(spec, outcome, new=new, if_absent=if_absent)
         else:
             appended = ledger.record_failure(spec, error or "unknown error", new=new, if_absent=if_absent)
         if appended is None:
-            reason = "recorded meanwhile by another run; rerun (--rerun in the CLI) records a new result"
-            done = _skipped(index, total, spec, id_of[spec], reason, ledger.get(id_of[spec]).outcome)
+            done = _skipped(index, total, spec, ledger.get(id_of[spec]), meanwhile=True)
         elif outcome is not None:
             identity, position = appended
             done = Progress(

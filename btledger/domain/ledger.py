@@ -248,8 +248,8 @@ class Ledger(Application[UUID]):
 
         `new`: the caller found no events for the key (a batch's plan), so the first attempt skips
         looking it up; if another writer registered it meanwhile, that save conflicts and the retry looks.
-        `if_absent`: append nothing, and return None, when the key holds a result (live or deleted), e.g.
-        one another writer recorded since the caller planned the run.
+        `if_absent`: append nothing, and return None, when the key is settled (a live result, or deleted),
+        e.g. by another writer since the caller planned the run.
         """
         return self._append_run(spec, lambda backtest: backtest.record_result(outcome), new, if_absent)
 
@@ -269,7 +269,7 @@ class Ledger(Application[UUID]):
             nonlocal attempts
             attempts += 1
             backtest = (None if new and attempts == 1 else self.find(spec)) or Backtest.register(spec)
-            if if_absent and backtest.outcome is not None:
+            if if_absent and backtest.settled:
                 return None
             record(backtest)
             return backtest.id, self._save(backtest)
@@ -289,15 +289,17 @@ class Ledger(Application[UUID]):
         """Flip the favourite flag; returns the resulting value and the event's position."""
 
         def toggle(aggregate: Backtest) -> bool:
-            if aggregate.deleted:
-                raise Conflict(f"backtest {backtest} is deleted; restore it first", field="id")
+            # First: a deleted key whose runs all failed would have no result to mark once restored either.
             if aggregate.outcome is None:
                 raise Conflict(f"backtest {backtest} has no result to mark", field="id")
+            if aggregate.deleted:
+                raise Conflict(f"backtest {backtest} is deleted; restore it first", field="id")
             return aggregate.toggle_favorite()
 
         return self._change(backtest, toggle)
 
     def delete(self, backtest: UUID, reason: str = "deleted by user") -> int:
+        """Delete a live result, or a key whose runs all failed (batches then skip it unless rerun)."""
         if not 1 <= len(reason) <= MAX_REASON_LENGTH:
             raise InvalidInput("reason", f"must be 1 to {MAX_REASON_LENGTH} characters long, got {len(reason)}")
         if not reason.strip():
@@ -306,8 +308,8 @@ class Ledger(Application[UUID]):
         def delete(aggregate: Backtest) -> None:
             if aggregate.deleted:
                 raise Conflict(f"backtest {backtest} is already deleted", field="id")
-            if aggregate.outcome is None:
-                raise Conflict(f"backtest {backtest} has no result to delete", field="id")
+            if not aggregate.deletable:
+                raise Conflict(f"backtest {backtest} has not run yet: nothing to delete", field="id")
             aggregate.delete(reason=reason)
 
         return self._change(backtest, delete)[1]
@@ -322,15 +324,16 @@ class Ledger(Application[UUID]):
 
     @_retry_on_conflict
     def delete_strategy(self, strategy: str) -> tuple[list[UUID], int]:
-        """Delete every live result of `strategy` in one atomic save."""
+        """Delete every live result of `strategy`, and every key of it whose runs all failed (so its
+        batches stop retrying them), in one atomic save."""
         ids = {e.originator_id for e in self.registrations() if e.strategy == strategy}
-        live = [b for b in (self.repository.get(i) for i in ids) if b.status == "recorded"]
+        deletable = [b for b in (self.repository.get(i) for i in ids) if b.deletable]
         at = Backtest.Deleted.create_timestamp()
-        for aggregate in live:
+        for aggregate in deletable:
             aggregate.delete_at(STRATEGY_DELETED, at)
-        if not live:
+        if not deletable:
             return [], self.head()
-        return [b.id for b in live], self._save(*live)
+        return [b.id for b in deletable], self._save(*deletable)
 
     def record_robustness_test(
         self,

@@ -8,8 +8,10 @@ from typing import Any
 
 from litestar.testing import TestClient
 
+from btledger.domain.backtest import STRATEGY_DELETED
 from btledger.domain.ledger import Ledger
-from tests.api.conftest import Seeded
+from tests.api.conftest import BATCH, Seeded
+from tests.api.test_batches import run
 
 Client = TestClient[Any]
 
@@ -60,6 +62,46 @@ def test_delete_strategy_deletes_every_live_result_at_once(api: Client, seeded: 
     # A registered strategy with nothing live left: nothing to delete, not an error.
     again = api.delete("/strategies/SmaCross")
     assert again.status_code == 200 and again.json()["deleted"] == []
+
+
+def test_a_key_whose_runs_all_failed_is_deleted_skipped_restored_and_deleted_with_its_strategy(
+    api: Client, seeded: dict[str, Seeded], ledger: Ledger
+) -> None:
+    # GOOG's sample data is daily: its H1 run really fails, on every try.
+    never = {**BATCH, "tickers": ["GOOG"], "timeframes": ["H1"]}
+    _, stream = run(api, never)
+    failed = next(e.data["id"] for e in stream if e.event == "progress" and e.data["status"] == "failed")
+    assert (
+        api.get(f"/backtests/{failed}")
+        .json()["detail"]
+        .endswith("has no result: its last run failed (see its history)")
+    )
+
+    deleted = api.delete(f"/backtests/{failed[:8]}", params={"reason": "no hourly GOOG data"})
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json() == {"id": failed, "deleted": True, "position": ledger.head()}
+    gone = api.get(f"/backtests/{failed}")
+    assert gone.status_code == 404 and "is deleted and has no result: its runs all failed" in gone.json()["detail"]
+    history = api.get(f"/backtests/{failed}/history").json()
+    assert [h["event_type"] for h in history] == ["Registered", "RunFailed", "Deleted"]
+    assert history[-1]["payload"] == {"reason": "no hourly GOOG data"}
+    assert api.delete(f"/backtests/{failed}").status_code == 409  # already deleted
+
+    _, again = run(api, never)  # skipped, not retried
+    assert again[-1].data["summary"] == {"recorded": 0, "skipped": 1, "failed": 0}
+    skipped = next(e.data for e in again if e.event == "progress" and e.data["status"] == "skipped")
+    assert skipped["message"] == "deleted; rerun (--rerun in the CLI) runs it again"
+
+    restored = api.post(f"/backtests/{failed}/restore")
+    assert restored.status_code == 200 and restored.json()["deleted"] is False
+    assert "its last run failed" in api.get(f"/backtests/{failed}").json()["detail"]
+    _, retried = run(api, never)
+    assert retried[-1].data["summary"] == {"recorded": 0, "skipped": 0, "failed": 1}
+
+    smas = {row.id for row in seeded.values() if row.strategy == "SmaCross"}
+    by_strategy = api.delete("/strategies/SmaCross")
+    assert set(by_strategy.json()["deleted"]) == smas | {failed}
+    assert [h["payload"] for h in api.get(f"/backtests/{failed}/history").json()][-1] == {"reason": STRATEGY_DELETED}
 
 
 def test_robustness_tests_are_recorded_and_listed(api: Client, seeded: dict[str, Seeded]) -> None:

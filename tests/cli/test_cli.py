@@ -357,6 +357,37 @@ def test_a_run_with_a_failed_combination_prints_every_outcome_and_exits_1(btledg
     assert cli("run", "--plan", str(plan), "--workers", "1").exit_code == 1  # the table too
 
 
+def test_deleting_a_combination_that_only_failed_stops_runs_retrying_it(btledger_home: Path) -> None:
+    # GOOG's sample data ends in 2013: this combination fails on every try.
+    never = ["run", *EURUSD, "--timeframe", "D1", "--workers", "1"]
+    never[never.index("EURUSD")] = "GOOG"
+    first = cli(*never, "--json")
+    assert first.exit_code == 1, first.output
+    (failed,) = json.loads(first.stdout)["results"]
+    assert failed["status"] == "failed" and "no GOOG D1 bars from 2017-06-01" in failed["error"]
+
+    assert cli_json("delete", failed["id"][:8], "--reason", "no GOOG data after 2013") == {
+        "id": failed["id"],
+        "deleted": True,
+    }
+    before = event_count(btledger_home)
+    skipped = cli(*never, "--json")
+    assert skipped.exit_code == 0, skipped.output  # nothing failed: it was not tried
+    assert json.loads(skipped.stdout)["summary"] == {"recorded": 0, "skipped": 1, "failed": 0}
+    assert event_count(btledger_home) == before
+    keys = cli_json("sql", "SELECT id, status, last_error FROM backtest_keys")
+    assert keys == [{"id": failed["id"], "status": "deleted", "last_error": failed["error"]}]
+
+    assert cli_json("restore", failed["id"]) == {"id": failed["id"], "deleted": False}
+    assert cli_json("sql", "SELECT status FROM backtest_keys") == [{"status": "failed"}]
+    assert cli(*never).exit_code == 1  # tried again
+    assert cli_json("delete-strategy", "SmaCross")["deleted"] == [failed["id"]]
+    rerun = cli(*never, "--rerun", "--json")
+    assert rerun.exit_code == 1 and json.loads(rerun.stdout)["summary"]["failed"] == 1
+    events = [h["event_type"] for h in cli_json("history", failed["id"])]
+    assert events == ["Registered", "RunFailed", "Deleted", "Restored", "RunFailed", "Deleted", "RunFailed"]
+
+
 @pytest.mark.parametrize(
     ("args", "plan_text", "says"),
     [

@@ -201,12 +201,50 @@ def test_deleted_results_are_rerun_only_when_asked(ledger: Ledger, btledger_home
     ]
 
 
-class RecordedMeanwhile:
-    """The real pool, with another writer (a second `Ledger` on the same file, as another process would
-    be) recording each combination's result between the plan and the batch's own recording."""
+#: GOOG's sample data is daily: its H1 bars cannot be made, so this combination always fails.
+NEVER_RUNS = {**BATCH, "strategies": ["SmaCross"], "tickers": ["GOOG"], "timeframes": ["H1"]}
 
-    def __init__(self, pool: WorkerPool, other: Ledger) -> None:
-        self.pool, self.other = pool, other
+
+def test_a_deleted_failed_combination_is_skipped_until_restored_or_rerun(ledger: Ledger, btledger_home: Path) -> None:
+    never = parse(RunBatch, NEVER_RUNS)
+    with WorkerPool(1) as pool:
+        (failed,) = run_batches(ledger, [never], pool, btledger_home).results
+        assert failed.status == "failed" and "GOOG" in (failed.message or "")
+        ledger.delete(failed.id, reason="GOOG has no hourly data")
+        head = ledger.head()
+        (skipped,) = run_batches(ledger, [never], pool, btledger_home).results
+        assert (skipped.status, skipped.message) == ("skipped", "deleted; rerun (--rerun in the CLI) runs it again")
+        assert skipped.id == failed.id and skipped.metrics is None and skipped.trade_performance is None
+        assert ledger.head() == head  # skipped: not run, nothing appended
+
+        ledger.restore(failed.id)
+        assert ledger.get(failed.id).status == "failed"
+        (retried,) = run_batches(ledger, [never], pool, btledger_home).results
+        assert retried.status == "failed"
+
+        # Rerun runs it even while deleted; failing again, it stays deleted (no result replaced the deletion).
+        ledger.delete(failed.id)
+        (rerun,) = run_batches(ledger, [parse(RunBatch, {**NEVER_RUNS, "rerun": True})], pool, btledger_home).results
+    assert rerun.status == "failed"
+    assert ledger.get(failed.id).status == "deleted"
+    assert [h.event_type for h in ledger.history(failed.id)] == [
+        "Registered",
+        "RunFailed",
+        "Deleted",
+        "Restored",
+        "RunFailed",
+        "Deleted",
+        "RunFailed",
+    ]
+
+
+class ChangedMeanwhile:
+    """The real pool, with another writer (a second `Ledger` on the same file, as another process would
+    be) changing each combination's key between the plan and the batch's own recording: `change` gets
+    the combination and its outcome."""
+
+    def __init__(self, pool: WorkerPool, change: Callable[[RunSpec, BacktestOutcome | None], object]) -> None:
+        self.pool, self.change = pool, change
 
     def run(
         self,
@@ -215,8 +253,7 @@ class RecordedMeanwhile:
         interrupt: Interrupt | None = None,
     ) -> Iterator[tuple[RunSpec, BacktestOutcome | None, str | None]]:
         for spec, outcome, error in self.pool.run(jobs, on_start, interrupt):
-            assert outcome is not None, error
-            self.other.record_outcome(spec, outcome)
+            self.change(spec, outcome)
             yield spec, outcome, error
 
 
@@ -227,8 +264,13 @@ def test_a_result_recorded_meanwhile_by_another_run_is_kept_unless_rerun(
     """Two runs of one batch at once: without rerun, the key keeps the one result recorded first."""
     small = {**BATCH, "strategies": ["SmaCross"], "tickers": ["EURUSD"], "timeframes": ["H4", "D1"], "rerun": rerun}
     other = Ledger(env=store_env(btledger_home))
+
+    def record(spec: RunSpec, outcome: BacktestOutcome | None) -> None:
+        assert outcome is not None
+        other.record_outcome(spec, outcome)
+
     with WorkerPool(1) as pool:
-        report = run_batches(ledger, [parse(RunBatch, small)], RecordedMeanwhile(pool, other), btledger_home)
+        report = run_batches(ledger, [parse(RunBatch, small)], ChangedMeanwhile(pool, record), btledger_home)
     assert report.summary == (
         {"recorded": 2, "skipped": 0, "failed": 0} if rerun else {"recorded": 0, "skipped": 2, "failed": 0}
     )
@@ -238,6 +280,28 @@ def test_a_result_recorded_meanwhile_by_another_run_is_kept_unless_rerun(
         if not rerun:
             assert "another run" in (result.message or "")
             assert result.metrics == ledger.get(result.id).outcome.metrics
+
+
+@pytest.mark.parametrize("rerun", [False, True])
+def test_a_failed_key_deleted_meanwhile_by_another_writer_stays_deleted_unless_rerun(
+    ledger: Ledger, btledger_home: Path, rerun: bool
+) -> None:
+    with WorkerPool(1) as pool:
+        (failed,) = run_batches(ledger, [parse(RunBatch, NEVER_RUNS)], pool, btledger_home).results
+        other = Ledger(env=store_env(btledger_home))
+        deleting = ChangedMeanwhile(pool, lambda spec, _: other.delete(backtest_id(spec), reason="stop retrying it"))
+        command = parse(RunBatch, {**NEVER_RUNS, "rerun": rerun})
+        (again,) = run_batches(ledger, [command], deleting, btledger_home).results
+    events = [h.event_type for h in ledger.history(failed.id)]
+    assert events == ["Registered", "RunFailed", "Deleted", *(["RunFailed"] if rerun else [])]
+    assert ledger.get(failed.id).status == "deleted"
+    if rerun:
+        assert again.status == "failed"
+    else:
+        assert (again.status, again.message) == (
+            "skipped",
+            "deleted meanwhile; rerun (--rerun in the CLI) runs it again",
+        )
 
 
 KILLABLE_BATCH = [

@@ -100,22 +100,74 @@ def test_delete_and_restore_keep_the_history(ledger: Ledger) -> None:
     assert [h.position for h in history] == sorted(h.position for h in history)
 
 
-def test_delete_strategy_deletes_every_live_result_in_one_save(ledger: Ledger) -> None:
+def test_delete_strategy_deletes_every_live_result_and_failed_key_in_one_save(ledger: Ledger) -> None:
     kept, _ = ledger.record_outcome(spec(strategy="Other"), outcome())
+    kept_failed, _ = ledger.record_failure(spec(strategy="Other", risk=2.0), "no data")
     ids = [ledger.record_outcome(spec(ticker=t), outcome())[0] for t in ("EURUSD", "GOOG", "BTCUSD")]
     ledger.delete(ids[0])
+    # A key whose runs all failed is deleted with the strategy (its batches stop retrying it); one that
+    # has a live result and then failed is deleted once, as a result.
+    failed, _ = ledger.record_failure(spec(risk=2.0), "no data")
+    ledger.record_failure(spec(ticker="GOOG"), "boom")
     deleted, position = ledger.delete_strategy("SmaCross")
-    assert sorted(deleted) == sorted(ids[1:])
-    # Atomic: both deletions were written in one transaction, at consecutive positions ending at `position`.
-    positions = sorted(ledger.history(i)[-1].position for i in ids[1:])
-    assert positions == [position - 1, position]
-    assert all(ledger.history(i)[-1].payload == {"reason": STRATEGY_DELETED} for i in ids[1:])
+    expected = [*ids[1:], failed]
+    assert sorted(deleted) == sorted(expected)
+    # Atomic: the deletions were written in one transaction, at consecutive positions ending at `position`.
+    positions = sorted(ledger.history(i)[-1].position for i in expected)
+    assert positions == [position - 2, position - 1, position]
+    assert all(ledger.history(i)[-1].payload == {"reason": STRATEGY_DELETED} for i in expected)
     # At one moment too: a ranking as of any time sees the strategy's results all deleted or all live.
-    assert len({ledger.history(i)[-1].recorded_at for i in ids[1:]}) == 1
-    assert ledger.get(kept).status == "recorded"
+    assert len({ledger.history(i)[-1].recorded_at for i in expected}) == 1
+    assert {ledger.get(i).status for i in expected} == {"deleted"}
+    assert ledger.get(kept).status == "recorded" and ledger.get(kept_failed).status == "failed"
     # A result recorded later for the strategy is live again.
     later, _ = ledger.record_outcome(spec(ticker="AAPL"), outcome())
     assert ledger.get(later).status == "recorded"
+
+
+def test_a_key_whose_runs_all_failed_is_deleted_and_restored_to_failed(ledger: Ledger) -> None:
+    identity, _ = ledger.record_failure(spec(), "no data")
+    position = ledger.delete(identity, reason="no H1 data for it")
+    aggregate = ledger.get(identity)
+    assert aggregate.status == "deleted" and aggregate.outcome is None and aggregate.settled
+    with pytest.raises(Conflict, match="already deleted"):
+        ledger.delete(identity)
+    with pytest.raises(Conflict, match="has no result to mark"):
+        ledger.toggle_favorite(identity)
+    assert ledger.head() == position  # the refusals appended nothing
+    ledger.restore(identity)
+    assert ledger.get(identity).status == "failed" and not ledger.get(identity).settled
+    history = ledger.history(identity)
+    assert [h.event_type for h in history] == ["Registered", "RunFailed", "Deleted", "Restored"]
+    assert history[2].payload == {"reason": "no H1 data for it"}
+
+
+def test_a_deleted_failed_key_stays_deleted_when_a_rerun_fails_and_is_live_when_one_records(ledger: Ledger) -> None:
+    identity, _ = ledger.record_failure(spec(), "no data")
+    ledger.delete(identity)
+    ledger.record_failure(spec(), "no data still")
+    assert ledger.get(identity).status == "deleted"
+    ledger.record_outcome(spec(), outcome())
+    assert ledger.get(identity).status == "recorded"
+
+
+def test_a_run_for_a_key_deleted_since_the_plan_is_dropped_unless_rerun(ledger: Ledger) -> None:
+    identity, _ = ledger.record_failure(spec(), "no data")
+    position = ledger.delete(identity)
+    assert ledger.record_outcome(spec(), outcome(), if_absent=True) is None
+    assert ledger.record_failure(spec(), "no data", if_absent=True) is None
+    assert ledger.head() == position
+    ledger.record_failure(spec(), "no data")
+    assert [h.event_type for h in ledger.history(identity)] == ["Registered", "RunFailed", "Deleted", "RunFailed"]
+
+
+def test_a_key_that_has_not_run_cannot_be_deleted(ledger: Ledger) -> None:
+    registered = Backtest.register(spec())  # saved without a run, which no command does
+    ledger.save(registered)
+    head = ledger.head()
+    with pytest.raises(Conflict, match="has not run yet: nothing to delete"):
+        ledger.delete(registered.id)
+    assert ledger.head() == head and ledger.get(registered.id).status == "pending"
 
 
 def test_failure_is_recorded_and_a_later_result_replaces_it(ledger: Ledger) -> None:

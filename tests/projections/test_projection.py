@@ -15,7 +15,10 @@ import pytest
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import StoredEvent
 
+from btledger.domain.batch import run_batches
+from btledger.domain.commands import RunBatch, parse
 from btledger.domain.ledger import Ledger
+from btledger.engine.pool import WorkerPool
 from btledger.engine.result import BacktestOutcome
 from btledger.projections import queries as q
 from btledger.projections.projector import Projector
@@ -46,11 +49,17 @@ def busy_history(ledger: Ledger) -> None:
         ids[1], test_id="t1", kind="montecarlo", parameters={"n": 1}, seed=3, summary={"x": 1}, metrics={"m": 1.5}
     )
     ledger.delete(ids[1])
-    ledger.record_failure(spec(ticker="NOPE"), "no data")
+    failed, _ = ledger.record_failure(spec(ticker="NOPE"), "no data")
+    ledger.delete(failed)  # a key whose runs all failed: no result row or version to move
+    ledger.restore(failed)
     ledger.record_outcome(spec(strategy="Gone"), outcome())
+    ledger.record_failure(spec(strategy="Gone", ticker="NOPE"), "no data")  # deleted with its strategy
     ledger.delete_strategy("Gone")
     ledger.delete(ids[2])
     ledger.record_outcome(spec(timeframe="D1", risk=1), outcome(n_trades=6))  # rerun while deleted
+    late, _ = ledger.record_failure(spec(ticker="LATE"), "no data yet")
+    ledger.delete(late)
+    ledger.record_outcome(spec(ticker="LATE"), outcome(n_trades=2))  # a deleted failed key rerun: live
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 500])
@@ -102,6 +111,48 @@ def test_incremental_catch_ups_between_commands_equal_a_rebuild(ledger: Ledger, 
     assert table_rows(readmodel) == before
     schemas = reader.execute("SELECT schema_name FROM duckdb_schemas() WHERE schema_name LIKE 'rm%'").fetchall()
     assert schemas == [("rm2",)]
+
+
+def test_a_deleted_failed_combination_projects_as_a_rebuild_does(
+    ledger: Ledger, readmodel: ReadModel, tmp_path: Path
+) -> None:
+    """A really failing run (GOOG's sample is daily: no H1 bars) deleted, restored and deleted with its
+    strategy, caught up after each step: the same tables as a rebuild, and no row of a result for it."""
+    batch = {
+        "strategies": ["SmaCross"],
+        "tickers": ["GOOG"],
+        "timeframes": ["H1", "D1"],
+        "risks": [1.0],
+        "date_from": "2010-01-01",
+        "date_to": "2013-01-01",
+    }
+    with WorkerPool(1) as pool:
+        report = run_batches(ledger, [parse(RunBatch, batch)], pool, tmp_path)
+    failed, recorded = (str(r.id) for r in report.results)
+    assert [r.status for r in report.results] == ["failed", "recorded"]
+    cur = readmodel.cursor()
+
+    def statuses() -> dict[str, str]:
+        readmodel.catch_up(ledger)
+        return dict(cur.execute("SELECT id, status FROM backtest_keys").fetchall())
+
+    assert statuses() == {failed: "failed", recorded: "recorded"}
+    ledger.delete(UUID(failed), reason="no hourly GOOG data")
+    assert statuses() == {failed: "deleted", recorded: "recorded"}
+    assert q.backtest_by_id(cur, failed) is None and q.trades_of(cur, failed) == []
+    assert [e["event_type"] for e in q.history(cur, failed)] == ["Registered", "RunFailed", "Deleted"]
+    ledger.restore(UUID(failed))
+    assert statuses() == {failed: "failed", recorded: "recorded"}
+    ledger.delete_strategy("SmaCross")
+    assert statuses() == {failed: "deleted", recorded: "deleted"}
+    assert cur.execute("SELECT id FROM backtest_versions WHERE valid_to IS NULL").fetchall() == [(recorded,)]
+    for table in ("trade_performance", "deleted_trade_performance"):
+        kept = cur.execute(f"SELECT backtest_id FROM {table}").fetchall()
+        assert kept == ([(recorded,)] if table.startswith("deleted") else []), table
+
+    rebuilt = ReadModel.open(tmp_path / "rebuilt.duckdb", timeframes=TIMEFRAMES)
+    rebuilt.rebuild(ledger)
+    assert table_rows(readmodel) == table_rows(rebuilt)
 
 
 def test_tables_hold_one_row_per_live_result(ledger: Ledger, readmodel: ReadModel) -> None:

@@ -103,7 +103,9 @@ class DeletionResult(BaseModel):
 
 class StrategyDeletion(BaseModel):
     strategy: str
-    deleted: list[str] = Field(description="Ids of the results deleted (empty when none was live).")
+    deleted: list[str] = Field(
+        description="Ids of the results deleted, and of the keys whose runs all failed (empty when there was none)."
+    )
     position: int
 
 

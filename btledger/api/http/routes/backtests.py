@@ -45,11 +45,15 @@ def live_backtest(services: Services, id_or_prefix: str) -> tuple[UUID, dict[str
     row = services.read(lambda cur: queries.backtest_by_id(cur, str(identity)))
     if row is not None:
         return identity, row
+    aggregate = services.ledger.get(identity)
+    restore = f"POST /backtests/{identity}/restore"
     why = {
-        "deleted": f"is deleted (POST /backtests/{identity}/restore brings it back)",
+        "deleted": f"is deleted ({restore} brings it back)"
+        if aggregate.outcome is not None
+        else f"is deleted and has no result: its runs all failed ({restore} makes batches retry it)",
         "failed": "has no result: its last run failed (see its history)",
         "recorded": "is recorded but not in the read model yet (GET /health shows the lag)",
-    }.get(services.ledger.get(identity).status, "has no result yet")
+    }.get(aggregate.status, "has no result yet")
     raise NotFound(f"backtest {identity} {why}")
 
 
@@ -171,7 +175,7 @@ def toggle_favorite(services: NamedDependency[Services], backtest_id: IdPath) ->
     "/backtests/{backtest_id:str}",
     responses=errors(401, 404, 409, 503),
     security=CHANGE_SECURITY,
-    summary="Delete a result",
+    summary="Delete a result, or a key whose runs all failed",
     status_code=200,
     sync_to_thread=True,
 )
@@ -180,7 +184,8 @@ def delete_backtest(
     backtest_id: IdPath,
     reason: Annotated[str, QueryParameter(min_length=1, max_length=MAX_REASON_LENGTH)] = "deleted by user",
 ) -> DeletionResult:
-    """A tombstone: the history stays and a restore brings the result back, its plot too."""
+    """A tombstone: the history stays and a restore brings the result back, its plot too. A key whose runs
+    all failed can be deleted too: batches then skip it unless rerun, and a restore has them retry it."""
     identity = services.ledger.resolve(backtest_id)
     position = services.ledger.delete(identity, reason)
     services.settle(position)

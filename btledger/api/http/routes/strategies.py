@@ -25,14 +25,15 @@ async def strategies() -> list[StrategyInfo]:
     "/strategies/{name:str}",
     responses=errors(401, 404, 503),
     security=CHANGE_SECURITY,
-    summary="Delete every live result of a strategy",
+    summary="Delete every live result of a strategy, and its keys whose runs all failed",
     status_code=200,
     sync_to_thread=True,
 )
 def delete_strategy(
     services: NamedDependency[Services], name: Annotated[str, PathParameter(min_length=1, max_length=200)]
 ) -> StrategyDeletion:
-    """All at once, atomically; each result's history shows the strategy deletion."""
+    """All at once, atomically; each result's history shows the strategy deletion. Keys of the strategy
+    whose runs all failed are deleted too, so its batches stop retrying them."""
     ids, position = services.ledger.delete_strategy(name)
     if not ids and name not in registry():
         raise NotFound(f"no strategy named {name!r} is registered or has results", field="name")
