@@ -304,6 +304,17 @@ def verify(backtest: IdArgument, as_json: JsonFlag = False) -> None:
             raise typer.Exit(1)
 
 
+@app.command()
+def plot(backtest: IdArgument, as_json: JsonFlag = False) -> None:
+    """The HTML plot file of a live result (what GET /backtests/{id}/plot serves); rendered from its recorded
+    key when it has none, unless its data, strategy code or costs changed since it ran (exit 1)."""
+    from btledger.api import operations
+
+    with errors_to_exit_codes():
+        result = operations.plot(backtest)
+    emit(result, as_json, lambda d: typer.echo(d["path"]))
+
+
 # --- commands that read --------------------------------------------------------------------------
 
 

@@ -17,7 +17,8 @@ from btledger.domain.audit import verify as verify_result
 from btledger.domain.batch import BatchReport, run_batches
 from btledger.domain.batch import Progress as BatchProgress
 from btledger.domain.commands import RunBatch, parse, parse_plan
-from btledger.domain.errors import InvalidInput, NotFound
+from btledger.domain.errors import Conflict, InvalidInput, NotFound
+from btledger.domain.plots import live_plot
 from btledger.domain.robustness import run_robustness_test
 
 
@@ -146,6 +147,13 @@ def verify(id_or_prefix: str) -> dict[str, Any]:
     return verify_result(ledger, ledger.resolve(id_or_prefix), run_backtest).to_json()
 
 
+def plot(id_or_prefix: str) -> dict[str, Any]:
+    """The CLI contract's `plot --json` shape: the result's plot file, rendered if it has none yet."""
+    ledger = bootstrap.open_ledger()
+    identity = ledger.resolve(id_or_prefix)
+    return {"id": str(identity), "path": str(live_plot(ledger, home(), identity))}
+
+
 def export_parquet(directory: str) -> list[Path]:
     from btledger.projections.readmodel import ReadModel
 
@@ -192,8 +200,6 @@ DEMO_BATCH: dict[str, Any] = {
 
 def demo(workers: int | None = None) -> None:
     """Run the demo batch (skipping what exists), then show the ranking, a search, a plot and next steps."""
-    from btledger.engine import run_backtest
-
     console = render.console
     console.print(f"[bold]btledger demo[/bold] — data directory {home()}", highlight=False)
     report = run_batch_with_progress(DEMO_BATCH, workers=workers, quiet=False)
@@ -217,11 +223,10 @@ def demo(workers: int | None = None) -> None:
 
     best = ranking[0] if ranking else (page["items"][0] if page["items"] else None)
     if best is not None:
-        plot = home() / "plots" / f"{best['id']}.html"
-        if not plot.exists():
-            ledger = bootstrap.open_ledger()
-            run_backtest(ledger.get(UUID(best["id"])).spec, plot_path=plot)
-        console.print(f"plot of the best result: {plot}", highlight=False)
+        try:  # the file GET /backtests/{id}/plot serves
+            console.print(f"plot of the best result: {plot(best['id'])['path']}", highlight=False)
+        except Conflict as error:  # its inputs changed since the ledger recorded it: the rest still applies
+            console.print(f"no plot of the best result: {error}", highlight=False)
         short = best["id"][:8]
         console.print(
             "\n[bold]next[/bold]\n"

@@ -20,7 +20,9 @@ from btledger.domain.ledger import Ledger
 from btledger.engine.errors import SpecError
 from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
 
-Verdict = Literal["reproduced", "mismatch", "data_changed", "strategy_changed", "costs_changed"]
+#: An input of a result that a re-run found different: the same numbers cannot be expected of it.
+Change = Literal["data_changed", "strategy_changed", "costs_changed"]
+Verdict = Literal["reproduced", "mismatch", Change]
 
 #: Relative tolerance for float metrics: a re-run is deterministic, this only absorbs libm noise.
 REL_TOL = 1e-9
@@ -56,6 +58,18 @@ def _same(a: JsonScalar, b: JsonScalar) -> bool:
     return a == b
 
 
+def changed_input(recorded: BacktestOutcome, current: BacktestOutcome) -> Change | None:
+    """Which input of `recorded` its re-run `current` found changed (data, else strategy code, else costs);
+    None when it ran on the same ones."""
+    if current.data_fingerprint != recorded.data_fingerprint:
+        return "data_changed"
+    if current.strategy_fingerprint != recorded.strategy_fingerprint:
+        return "strategy_changed"
+    if current.costs != recorded.costs:
+        return "costs_changed"
+    return None
+
+
 def verify(ledger: Ledger, backtest: UUID, run: Callable[[RunSpec], BacktestOutcome]) -> Verification:
     """Re-run `backtest`'s key with `run` and compare with the recorded result."""
     aggregate = ledger.get(backtest)
@@ -70,15 +84,9 @@ def verify(ledger: Ledger, backtest: UUID, run: Callable[[RunSpec], BacktestOutc
         if error.field == "params" and _strategy_fingerprint(aggregate.spec) != recorded.strategy_fingerprint:
             return _unrunnable(backtest, aggregate.spec, recorded)
         raise
-    verdict: Verdict
     mismatches: list[dict[str, JsonScalar]] = []
-    if current.data_fingerprint != recorded.data_fingerprint:
-        verdict = "data_changed"
-    elif current.strategy_fingerprint != recorded.strategy_fingerprint:
-        verdict = "strategy_changed"
-    elif current.costs != recorded.costs:
-        verdict = "costs_changed"
-    else:
+    verdict: Verdict | None = changed_input(recorded, current)
+    if verdict is None:
         for section in ("metrics", "trade_performance"):
             old, new = getattr(recorded, section), getattr(current, section)
             for name in sorted(set(old) | set(new)):

@@ -18,6 +18,7 @@ from uuid import UUID
 from btledger.domain.backtest import Backtest, backtest_id
 from btledger.domain.commands import RunBatch, plan_specs
 from btledger.domain.ledger import Ledger
+from btledger.domain.plots import plot_path
 from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
 
 if TYPE_CHECKING:
@@ -85,30 +86,6 @@ class RunsBacktests(Protocol):
         on_start: Callable[[RunSpec], None] | None = None,
         interrupt: Interrupt | None = None,
     ) -> Iterator[tuple[RunSpec, BacktestOutcome | None, str | None]]: ...
-
-
-def plot_path(home: Path, mode: str, backtest: UUID) -> Path | None:
-    """Where a run's HTML plot goes: `plots/` to keep, `plots/temp/` for a throw-away look."""
-    if mode == "persist":
-        return home / "plots" / f"{backtest}.html"
-    if mode == "temp":
-        return home / "plots" / "temp" / f"{backtest}.html"
-    return None
-
-
-def recorded_plot(home: Path, backtest: UUID, recorded: str | None) -> Path | None:
-    """The plot file of a result that recorded the path `recorded`: that file, else (the data directory
-    has moved) its namesake under `home`; None when the result made no plot or the file is gone.
-
-    Chosen by the result, not by its id: a rerun without a plot leaves the previous run's file on disk.
-    """
-    if recorded is None:
-        return None
-    mode = "temp" if Path(recorded).parent.name == "temp" else "persist"
-    for path in (Path(recorded), plot_path(home, mode, backtest)):
-        if path is not None and path.is_file():
-            return path
-    return None
 
 
 def _skipped(index: int, total: int, spec: RunSpec, backtest: Backtest, meanwhile: bool) -> Progress:

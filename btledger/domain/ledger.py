@@ -33,6 +33,7 @@ T = TypeVar("T")
 _retry_on_conflict = retry(IntegrityError, max_attempts=50, wait=0.002)
 
 REGISTERED_TOPIC = get_topic(Backtest.Registered)
+RESULT_TOPIC = get_topic(Backtest.ResultRecorded)
 
 
 class DateAsISO(Transcoding):
@@ -196,6 +197,14 @@ class Ledger(Application[UUID]):
                 )
             )
         return entries
+
+    def result_version(self, backtest: Backtest) -> int:
+        """The version of the event that recorded `backtest`'s current result, as that aggregate was loaded:
+        each run (a rerun too) has its own, where the aggregate's version also moves on every decision."""
+        for stored in self.recorder.select_events(backtest.id, lte=backtest.version, desc=True):
+            if stored.topic == RESULT_TOPIC:
+                return stored.originator_version
+        raise Conflict(f"backtest {backtest.id} has no recorded result", field="id")
 
     def _positions_of(self, backtest: UUID) -> dict[int, int]:
         """Notification positions of one aggregate's events, by version."""

@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 from btledger.domain.ledger import Ledger
 from tests.api import sse
 from tests.api.conftest import BATCH, LONG_BATCH, app_client
+from tests.domain.factories import goog_from_csv
 
 Client = TestClient[Any]
 
@@ -96,6 +97,9 @@ def test_a_failing_combination_is_reported_and_the_others_recorded(client: Clien
     assert client.get(f"/jobs/{job_id}").json()["counts"]["failed"] == 1
 
 
+GOOG_BATCH = {**BATCH, "tickers": ["GOOG"], "timeframes": ["D1"], "date_from": "2010-01-01", "date_to": "2013-01-01"}
+
+
 def test_a_plot_is_served_while_its_result_is_live_and_current(client: Client, btledger_home: Path) -> None:
     _, stream = run(client, {**BATCH, "timeframes": ["H4"], "plot": "persist"})
     target = stream[-2].data["id"]
@@ -111,13 +115,44 @@ def test_a_plot_is_served_while_its_result_is_live_and_current(client: Client, b
     assert client.post(f"/backtests/{target}/restore").status_code == 200
     assert client.get(f"/backtests/{target}/plot").text == plot.text
 
-    # A rerun without a plot: the previous run's file is not this result's.
+    # A rerun without a plot: the previous run's file is not this result's, so its own is rendered, named
+    # after the version of its ResultRecorded: the fifth event (Registered, ResultRecorded, Deleted, Restored).
     run(client, {**BATCH, "timeframes": ["H4"], "rerun": True})
-    superseded = client.get(f"/backtests/{target}/plot")
-    assert superseded.status_code == 404 and "no plot was made" in superseded.json()["detail"]
+    history = [h["event_type"] for h in client.get(f"/backtests/{target}/history").json()]
+    assert history == ["Registered", "ResultRecorded", "Deleted", "Restored", "ResultRecorded"]
+    rendered = client.get(f"/backtests/{target}/plot")
+    assert rendered.status_code == 200 and rendered.text != plot.text and "bokeh" in rendered.text.lower()
+    assert (btledger_home / "plots" / f"{target}-v5.html").read_text() == rendered.text
+    assert file.read_text() == plot.text  # left as it was
+    # Once more: the next result's plot, never the file of the one it replaced (which is removed).
+    run(client, {**BATCH, "timeframes": ["H4"], "rerun": True})
+    again = client.get(f"/backtests/{target}/plot")
+    assert again.status_code == 200 and (btledger_home / "plots" / f"{target}-v6.html").read_text() == again.text
+    assert not (btledger_home / "plots" / f"{target}-v5.html").exists()
 
 
-GOOG_BATCH = {**BATCH, "tickers": ["GOOG"], "timeframes": ["D1"], "date_from": "2010-01-01", "date_to": "2013-01-01"}
+def test_a_plot_is_refused_when_the_data_of_its_result_changed(btledger_home: Path) -> None:
+    from btledger.engine import data
+
+    prices = goog_from_csv(btledger_home)
+    with app_client(btledger_home) as client:
+        _, stream = run(client, GOOG_BATCH)
+        target = stream[-2].data["id"]
+        shipped = prices.read_text()
+        lines = shipped.splitlines(keepends=True)
+        prices.write_text("".join(line for line in lines if not line.startswith("2011-06-01")))  # a bar fewer
+        data.clear_cache()
+        refused = client.get(f"/backtests/{target}/plot")
+        assert refused.status_code == 409
+        detail = refused.json()["detail"]
+        assert detail.startswith(f"backtest {target} cannot be plotted as recorded: its data changed since it ran")
+        assert list((btledger_home / "plots").iterdir()) == []
+
+        prices.write_text(shipped)
+        data.clear_cache()
+        served = client.get(f"/backtests/{target}/plot")
+        assert served.status_code == 200 and "bokeh" in served.text.lower()
+        assert (btledger_home / "plots" / f"{target}-v2.html").read_text() == served.text
 
 
 def test_a_plan_runs_its_batches_as_one_job(client: Client, ledger: Ledger) -> None:

@@ -19,6 +19,7 @@ from btledger.api.cli import app
 from btledger.config import MAX_WORKERS, clear_config_cache
 from btledger.engine import registry
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
+from tests.domain.factories import goog_from_csv
 
 EURUSD = ["--strategy", "SmaCross", "--ticker", "EURUSD", "--risk", "1", "--from", "2017-06-01", "--to", "2017-12-01"]
 
@@ -172,6 +173,63 @@ def test_verify_reproduces_a_recorded_result(btledger_home: Path) -> None:
     assert (changed["verdict"], changed["mismatches"]) == ("costs_changed", [])
 
 
+GOOG_D1 = ["--strategy", "SmaCross", "--ticker", "GOOG", "--timeframe", "D1", "--risk", "1"]
+GOOG_D1 += ["--from", "2010-01-01", "--to", "2013-01-01", "--workers", "1"]
+
+
+def test_plot_renders_a_result_run_without_one_unless_its_data_changed(btledger_home: Path) -> None:
+    from btledger.engine import data
+
+    prices = goog_from_csv(btledger_home)
+    run = cli_json("run", *GOOG_D1)
+    identity = run["results"][0]["id"]
+    shipped = prices.read_text()
+    lines = shipped.splitlines()
+    day = next(i for i, line in enumerate(lines) if line.startswith("2011-06-01"))
+    date_, open_, high, low, close, volume = lines[day].split(",")
+    lines[day] = ",".join([date_, open_, high, low, f"{float(close) + 0.5}", volume])  # a bar inside the range
+    prices.write_text("\n".join(lines) + "\n")
+    data.clear_cache()
+    before = event_count(btledger_home)
+    refused = cli("plot", identity[:8])
+    assert refused.exit_code == 1, refused.output
+    [line] = refused.stderr.splitlines()
+    assert line.startswith(f"error: backtest {identity} cannot be plotted as recorded: its data changed")
+    assert "data_fingerprint was" in line
+    # Nothing written: no event, no plot, no draft left behind.
+    assert event_count(btledger_home) == before and list((btledger_home / "plots").iterdir()) == []
+
+    prices.write_text(shipped)
+    data.clear_cache()
+    # Its ResultRecorded is the second event of its history, so its plot is named after version 2.
+    assert [h["event_type"] for h in cli_json("history", identity)] == ["Registered", "ResultRecorded"]
+    first = cli_json("plot", identity[:8])
+    assert first == {"id": identity, "path": str(btledger_home / "plots" / f"{identity}-v2.html")}
+    made = Path(first["path"]).stat().st_mtime_ns
+    assert "bokeh" in Path(first["path"]).read_text().lower()
+    text = cli("plot", identity)
+    assert (text.exit_code, text.stdout) == (0, first["path"] + "\n")
+    assert Path(first["path"]).stat().st_mtime_ns == made  # kept, not rendered again
+    assert event_count(btledger_home) == before
+
+    # A rerun is a new result: its own plot, and the replaced result's file is gone.
+    cli_json("run", *GOOG_D1, "--rerun")
+    assert len(cli_json("history", identity)) == 3
+    second = cli_json("plot", identity)
+    assert second["path"] == str(btledger_home / "plots" / f"{identity}-v3.html")
+    assert sorted(p.name for p in (btledger_home / "plots").iterdir()) == [f"{identity}-v3.html"]
+
+    # None while deleted; the same file once restored.
+    cli_json("delete", identity)
+    deleted = cli("plot", identity)
+    assert (
+        deleted.exit_code == 2
+        and deleted.stderr == f"error: backtest {identity} is deleted: it has no live result to plot\n"
+    )
+    cli_json("restore", identity)
+    assert cli_json("plot", identity) == second
+
+
 def test_robustness_test_command(btledger_home: Path) -> None:
     run = cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
     backtest = run["results"][0]["id"]
@@ -275,7 +333,9 @@ def test_strategies_lists_each_parameter_with_its_default_and_valid_values(user_
         assert shown in table.stdout, shown
 
 
-@pytest.mark.parametrize("command", [["history"], ["favorite"], ["delete"], ["restore"], ["trades"], ["verify"]])
+@pytest.mark.parametrize(
+    "command", [["history"], ["favorite"], ["delete"], ["restore"], ["trades"], ["verify"], ["plot"]]
+)
 def test_unknown_ids_exit_2(btledger_home: Path, command: list[str]) -> None:
     cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
     before = event_count(btledger_home)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from btledger.api.cli import app
+from tests.api.conftest import app_client
 
 DEMO_COMBINATIONS = 3 * 3 * 2 * 2  # strategies × tickers × timeframes × risks, as the README says
 
@@ -35,6 +36,7 @@ def test_the_demo_records_its_batch_shows_the_ranking_and_skips_it_when_run_agai
 
     again = demo()
     assert f"recorded 0, skipped {DEMO_COMBINATIONS} (already in the ledger), failed 0" in again
+    assert re.findall(r"plot of the best result: (\S+)", again) == [plot]
     assert (
         sqlite3.connect(btledger_home / "events.sqlite").execute("SELECT count(*) FROM stored_events").fetchone()
         == events
@@ -49,3 +51,22 @@ def test_the_demo_records_its_batch_shows_the_ranking_and_skips_it_when_run_agai
     for step in steps[:-1]:
         result = CliRunner().invoke(app, step)
         assert result.exit_code == 0, (step, result.output[-1000:])
+
+    # The plot it printed is the one the API serves for that result.
+    best = steps[0][1]
+    with app_client(btledger_home) as client:
+        served = client.get(f"/backtests/{best}/plot")
+    assert served.status_code == 200 and served.text == Path(plot).read_text()
+
+    # With its plot gone and the stocks' commission changed since it ran, none can be made: the demo says so.
+    Path(plot).unlink()
+    shipped = (Path(__file__).parents[2] / "btledger" / "configs" / "instruments.yaml").read_text()
+    assert "  Stocks: {commission: 0.05}\n" in shipped  # every demo ticker is a stock
+    (btledger_home / "configs").mkdir()
+    (btledger_home / "configs" / "instruments.yaml").write_text(
+        shipped.replace("  Stocks: {commission: 0.05}\n", "  Stocks: {commission: 0.1}\n")
+    )
+    third = demo()
+    [refused] = re.findall(r"no plot of the best result: (.*)", third)
+    assert refused.startswith(f"backtest {best}") and "its costs (the instruments config) changed" in refused
+    assert "\nnext\n" in third and not Path(plot).exists()

@@ -149,7 +149,16 @@ def test_bad_run_input_is_refused_before_anything_runs(home: Path, args: list[st
 # --- reads: rank, search, trades, history, sql -----------------------------------------------------
 
 NASTY_IDS = ["../../x", "' OR 1=1 --", "%", "____", "😀😀😀😀", HUGE, "", "-1", "0000", "ABCDEF01-" + "0" * 27]
-ID_COMMANDS = [["trades"], ["history"], ["favorite"], ["delete"], ["restore"], ["verify"], ["test", "montecarlo"]]
+ID_COMMANDS = [
+    ["trades"],
+    ["history"],
+    ["favorite"],
+    ["delete"],
+    ["restore"],
+    ["verify"],
+    ["plot"],
+    ["test", "montecarlo"],
+]
 
 
 @pytest.mark.parametrize("command", ID_COMMANDS, ids=lambda c: "-".join(c))

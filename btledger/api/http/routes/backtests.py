@@ -29,8 +29,8 @@ from btledger.api.http.schemas import (
 )
 from btledger.api.http.services import Services
 from btledger.domain.backtest import MAX_REASON_LENGTH
-from btledger.domain.batch import recorded_plot
 from btledger.domain.errors import NotFound
+from btledger.domain.plots import live_plot
 from btledger.domain.robustness import KINDS, run_robustness_test
 from btledger.projections import queries
 
@@ -139,21 +139,15 @@ async def history(services: NamedDependency[Services], backtest_id: IdPath) -> R
 
 @get(
     "/backtests/{backtest_id:str}/plot",
-    responses=errors(404),
+    responses=errors(404, 409),
     summary="The HTML plot of a result",
     media_type=MediaType.HTML,
     sync_to_thread=True,
 )
 def plot(services: NamedDependency[Services], backtest_id: IdPath) -> File:
-    """The plot its current result made; a deleted result shows none (its file stays for a restore)."""
-    identity = services.ledger.resolve(backtest_id)
-    result = services.ledger.get(identity)
-    if result.status != "recorded":
-        raise NotFound(f"backtest {identity} is {result.status}: it has no live result to plot", "id")
-    assert result.outcome is not None  # recorded
-    path = recorded_plot(services.home, identity, result.outcome.plot_path)
-    if path is None:
-        raise NotFound(f"no plot was made for backtest {identity}'s result (run it with plot 'persist' or 'temp')")
+    """The plot its current result made, else one rendered from its recorded key (once; 409 when its data,
+    strategy code or costs changed since it ran). A deleted result shows none (its file stays for a restore)."""
+    path = live_plot(services.ledger, services.home, services.ledger.resolve(backtest_id))
     return File(path, media_type="text/html", content_disposition_type="inline")
 
 
