@@ -1,6 +1,7 @@
 """The valid values of a strategy's parameters, declared by the strategy next to their defaults.
 
-A bound is `annotated-types` metadata (`Gt`, `Ge`, `Lt`, `Le`, `Interval`) on the parameter's annotation;
+A number's bound is `annotated-types` metadata (`Gt`, `Ge`, `Lt`, `Le`, `Interval`) on the parameter's
+annotation; a text's format is a `TextFormat` there, naming the function the strategy reads the text with;
 a rule across parameters is a chain of comparisons between their names in the class attribute
 `param_rules`:
 
@@ -10,9 +11,11 @@ a rule across parameters is a chain of comparisons between their names in the cl
         sl_atr: Annotated[float, Gt(0)] = 2.0
         param_rules = ("n_fast < n_slow",)
 
-A parameter without metadata takes any value of its default's type; a strategy declaring nothing runs
-as before. The registry reads the declarations once: a bound on a parameter that is not a number, a
-metadata object it does not know, a rule it cannot read or that names an unknown parameter, or a default
+Documentation in the metadata (a str, `annotated_types.doc(...)`) is not a declaration and is skipped. A
+parameter without declarations takes any value of its default's type; a strategy declaring nothing runs
+as before. The registry reads the declarations once: a bound on a parameter that is not a number, a format
+on one that is not a text, any other metadata object (a constraint it cannot check, such as `MultipleOf`,
+would otherwise be silently ignored), a rule it cannot read or that names an unknown parameter, or a default
 outside its own bounds stops it with the strategy's name, rather than be ignored.
 """
 
@@ -27,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
-from annotated_types import Ge, GroupedMetadata, Gt, Le, Lt
+from annotated_types import DocInfo, Ge, GroupedMetadata, Gt, Le, Lt
 
 from btledger.engine.result import JsonScalar
 
@@ -60,6 +63,11 @@ class Bound:
         below = self.upper is None or (value <= self.upper if self.upper_inclusive else value < self.upper)
         return above and below
 
+    @property
+    def requirement(self) -> str:
+        """What a value must do, after "must": `satisfy n_fast >= 1`."""
+        return f"satisfy {self}"
+
     def __str__(self) -> str:
         """As a person writes it: `n_fast >= 1`, `sl_atr > 0`, `0 <= oversold <= 100`."""
         if self.upper is None:
@@ -68,6 +76,46 @@ class Bound:
         if self.lower is None:
             return f"{self.name} {high} {self.upper}"
         return f"{self.lower} {'<=' if self.lower_inclusive else '<'} {self.name} {high} {self.upper}"
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """`Annotated` metadata declaring the format of a text parameter: `parse` is the function the strategy
+    reads the text with, raising `ValueError` for a malformed one, so the check before a run and the
+    strategy's own reading are one rule; `description` says what it takes, after "must be" ("comma-separated
+    whole numbers of bars ≥ 0")."""
+
+    description: str
+    parse: Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class Format:
+    """The format of one text parameter, as its `TextFormat` declares it."""
+
+    name: str
+    text_format: TextFormat
+
+    def admits(self, value: str) -> bool:
+        """Whether the strategy's own parser reads `value`."""
+        try:
+            self.text_format.parse(value)
+        except ValueError:
+            return False
+        return True
+
+    @property
+    def requirement(self) -> str:
+        """What a value must do, after "must": `be whole numbers ...`."""
+        return f"be {self.text_format.description}"
+
+    def __str__(self) -> str:
+        """`hold_bars (whole numbers ...)`: in parentheses, as the description may hold commas."""
+        return f"{self.name} ({self.text_format.description})"
+
+
+#: What a parameter's values are checked against: a number's bound or a text's format.
+Constraint = Bound | Format
 
 
 @dataclass(frozen=True)
@@ -87,17 +135,15 @@ class Rule:
         return self.text
 
 
-def declared_bounds(strategy: str, cls: type[Strategy], params: Mapping[str, JsonScalar]) -> dict[str, Bound]:
-    """The bounds `cls` declares on its parameters, by name; raises `ValueError` naming `strategy` for a
-    declaration it cannot apply or a default outside its bound."""
-    bounds: dict[str, Bound] = {}
+def declared_bounds(strategy: str, cls: type[Strategy], params: Mapping[str, JsonScalar]) -> dict[str, Constraint]:
+    """The bounds and formats `cls` declares on its parameters, by name; raises `ValueError` naming
+    `strategy` for a declaration it cannot apply or a default outside its bound or format."""
+    bounds: dict[str, Constraint] = {}
     for name, default in params.items():
         metadata = list(_metadata(strategy, cls, name))
         if not metadata:
             continue
-        if isinstance(default, bool) or not isinstance(default, int | float):
-            raise ValueError(f"strategy {strategy}: {name} has bounds but is not a number (default {default!r})")
-        bound = _bound(strategy, name, metadata)
+        bound = _constraint(strategy, name, default, metadata)
         if not bound.admits(default):
             raise ValueError(f"strategy {strategy}: the default {name} = {default!r} is outside its bound {bound}")
         bounds[name] = bound
@@ -119,7 +165,7 @@ def declared_rules(strategy: str, cls: type[Strategy], params: Mapping[str, Json
 
 def _metadata(strategy: str, cls: type[Strategy], name: str) -> Iterator[object]:
     """The `Annotated` metadata of the parameter's annotation in the nearest class declaring it, with
-    grouped metadata (`Interval`) unpacked."""
+    grouped metadata (`Interval`) unpacked and documentation left out."""
     for owner in cls.__mro__:
         annotations = inspect.get_annotations(owner)
         if name in annotations:
@@ -138,21 +184,39 @@ def _metadata(strategy: str, cls: type[Strategy], name: str) -> Iterator[object]
     if get_origin(annotation) is not Annotated:
         return
     for item in get_args(annotation)[1:]:
-        yield from item if isinstance(item, GroupedMetadata) else (item,)
+        for each in item if isinstance(item, GroupedMetadata) else (item,):
+            if not isinstance(each, str | DocInfo):  # documentation (DocInfo: `doc()` and typing's Doc)
+                yield each
+
+
+def _constraint(strategy: str, name: str, default: JsonScalar, metadata: list[object]) -> Constraint:
+    """The bound of a number or the format of a text that `metadata` declares."""
+    for item in metadata:
+        if not isinstance(item, Gt | Ge | Lt | Le | TextFormat):
+            raise ValueError(
+                f"strategy {strategy}: {name} is annotated with {item!r}, which cannot be checked; a number's bounds"
+                " are Gt, Ge, Lt, Le or Interval, a text's format a TextFormat, and documentation a str or doc()"
+            )
+    formats = [item for item in metadata if isinstance(item, TextFormat)]
+    if not formats:
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            raise ValueError(f"strategy {strategy}: {name} has bounds but is not a number (default {default!r})")
+        return _bound(strategy, name, metadata)
+    if not isinstance(default, str):
+        raise ValueError(f"strategy {strategy}: {name} has a TextFormat but is not a text (default {default!r})")
+    if len(metadata) > 1:
+        raise ValueError(f"strategy {strategy}: {name} takes one TextFormat and nothing more, got {metadata!r}")
+    return Format(name, formats[0])
 
 
 def _bound(strategy: str, name: str, metadata: list[object]) -> Bound:
     ends: dict[str, tuple[float, bool]] = {}
     for item in metadata:
-        match item:
+        match item:  # `_constraint` has refused any other kind
             case Gt(gt=value) | Ge(ge=value):
                 side, inclusive = "lower", isinstance(item, Ge)
             case Lt(lt=value) | Le(le=value):
                 side, inclusive = "upper", isinstance(item, Le)
-            case _:
-                raise ValueError(
-                    f"strategy {strategy}: {name} is annotated with {item!r}; bounds are Gt, Ge, Lt, Le or Interval"
-                )
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"strategy {strategy}: the bound {item!r} of {name} is not a finite number")
         if side in ends:

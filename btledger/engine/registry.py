@@ -26,7 +26,7 @@ from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from btledger.engine.errors import SpecError
-from btledger.engine.param_bounds import Bound, Rule, declared_bounds, declared_rules
+from btledger.engine.param_bounds import Constraint, Rule, declared_bounds, declared_rules
 from btledger.engine.result import JsonScalar
 
 if TYPE_CHECKING:
@@ -38,20 +38,20 @@ _PARAM_TYPES = (bool, int, float, str)
 
 @dataclass(frozen=True)
 class StrategyEntry:
-    """One registered strategy: its class, default parameters, their declared bounds and rules, source
-    fingerprint and origin."""
+    """One registered strategy: its class, default parameters, their declared bounds (a text's format
+    among them) and rules, source fingerprint and origin."""
 
     name: str
     cls: type[Strategy]
     params: MappingProxyType[str, JsonScalar]
-    bounds: MappingProxyType[str, Bound]
+    bounds: MappingProxyType[str, Constraint]
     rules: tuple[Rule, ...]
     fingerprint: str
     origin: str
 
     def resolve_params(self, overrides: dict[str, JsonScalar]) -> dict[str, JsonScalar]:
         """Default parameters updated by `overrides`, each checked against its default's type and its
-        bound, then all of them against the strategy's rules.
+        bound or format, then all of them against the strategy's rules.
 
         Raises `SpecError` (field `params`) naming an unknown parameter, a value of the wrong type, or
         the strategy, parameter, bound and value that breaks it. An int is accepted for a float
@@ -65,7 +65,7 @@ class StrategyEntry:
             resolved[key] = _coerce(self.name, key, value, self.params[key])
             bound = self.bounds.get(key)
             if bound is not None and not bound.admits(resolved[key]):
-                raise SpecError("params", f"{self.name}.{key} must satisfy {bound}, got {value!r}")
+                raise SpecError("params", f"{self.name}.{key} must {bound.requirement}, got {value!r}")
         for rule in self.rules:
             if not rule.admits(resolved):
                 given = ", ".join(f"{name}={resolved[name]!r}" for name in dict.fromkeys(rule.names))

@@ -8,8 +8,12 @@ from typing import Annotated
 import numpy as np
 from annotated_types import Ge, Gt, Interval
 
+from btledger.engine.param_bounds import TextFormat
 from btledger.engine.sizing import RiskSizedStrategy
 from btledger.strategies.indicators import atr
+
+#: What `hold_bars` takes, as its format and the parser's error say it.
+_HOLD_BARS = "comma-separated whole numbers of bars ≥ 0"
 
 
 class RandomTrader(RiskSizedStrategy):
@@ -30,7 +34,8 @@ class RandomTrader(RiskSizedStrategy):
     prob_long: Annotated[float, Interval(ge=0, le=1)] = 0.5
     avg_position_hold: Annotated[float, Ge(0)] = 2.0
     std_position_hold: Annotated[float, Ge(0)] = 1.5
-    hold_bars: str = ""
+    # The registry checks a value with the parser `init` reads it with: a malformed one is refused before a run.
+    hold_bars: Annotated[str, TextFormat(_HOLD_BARS, parse_hold_bars)] = ""
     atr_period: Annotated[int, Ge(1)] = 14
     sl_atr: Annotated[float, Gt(0)] = 1.5
     exit_at_stop: bool = True
@@ -66,5 +71,5 @@ def parse_hold_bars(text: str) -> np.ndarray:
     """The holding periods of `hold_bars` ("3,12,40"; "" is none) as whole numbers of bars ≥ 0."""
     items = [item.strip() for item in text.split(",")] if text.strip() else []
     if not all(re.fullmatch("[0-9]+", item) for item in items):  # not isdigit(): "²" is a digit to it
-        raise ValueError(f"hold_bars: expected comma-separated whole numbers of bars ≥ 0, got {text!r}")
+        raise ValueError(f"hold_bars: expected {_HOLD_BARS}, got {text!r}")
     return np.array([int(item) for item in items], dtype=np.int64)

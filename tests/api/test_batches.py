@@ -218,8 +218,14 @@ def test_a_bad_plan_is_a_400_naming_the_batch_and_nothing_runs(
             "batches[1].params",
             "RsiMeanReversion.oversold must satisfy 0 <= oversold <= 100, got 100.5",
         ),
+        (
+            "/backtests",
+            {**BATCH, "strategies": ["RandomTrader"], "params": {"hold_bars": "3, -1"}},
+            "params",
+            "RandomTrader.hold_bars must be comma-separated whole numbers of bars ≥ 0, got '3, -1'",
+        ),
     ],
-    ids=["negative-window", "zero-stop", "slow-not-above-fast", "plan-rsi-above-100"],
+    ids=["negative-window", "zero-stop", "slow-not-above-fast", "plan-rsi-above-100", "malformed-hold-list"],
 )
 def test_a_parameter_outside_the_strategy_bounds_is_a_400_and_nothing_runs(
     client: Client, ledger: Ledger, path: str, body: dict[str, Any], field: str, detail: str

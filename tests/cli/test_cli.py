@@ -280,6 +280,11 @@ def run_args(**changes: str) -> list[str]:
             run_args(strategy="RsiMeanReversion", param="overbought=101"),
             "params: RsiMeanReversion.overbought must satisfy 0 <= overbought <= 100, got 101",
         ),
+        # a text its strategy could not read, refused by the strategy's own parser before anything runs
+        (
+            run_args(strategy="RandomTrader", param="hold_bars=3,x"),
+            "params: RandomTrader.hold_bars must be comma-separated whole numbers of bars ≥ 0, got '3,x'",
+        ),
     ],
 )
 def test_bad_run_input_exits_2_naming_the_field_and_writes_nothing(
@@ -302,12 +307,14 @@ def test_parameters_on_the_edges_of_their_bounds_run(btledger_home: Path) -> Non
 
 
 @pytest.fixture
-def user_strategy(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """`Plain` (tests/engine/user_strategies.py, no bounds declared) installed as an entry point."""
-    point = EntryPoint("Plain", "tests.engine.user_strategies:Plain", registry.ENTRY_POINT_GROUP)
+def user_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A strategy of tests/engine/user_strategies.py installed as an entry point: `Plain` (no bounds
+    declared) unless the test names another (`indirect` parametrization)."""
+    name = getattr(request, "param", "Plain")
+    point = EntryPoint(name, f"tests.engine.user_strategies:{name}", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group == registry.ENTRY_POINT_GROUP else [])
     registry.registry.cache_clear()
-    yield "Plain"
+    yield name
     registry.registry.cache_clear()
 
 
@@ -315,6 +322,15 @@ def test_a_user_strategy_without_declared_bounds_runs(btledger_home: Path, user_
     ran = cli_json("run", *run_args(strategy=user_strategy, param="window=5"), "--workers", "1")
     assert ran["summary"] == {"recorded": 1, "skipped": 0, "failed": 0}
     assert ran["results"][0]["metrics"]["trades"] > 0
+
+
+@pytest.mark.parametrize("user_strategy", ["Documented"], indirect=True)
+def test_a_user_strategy_documenting_its_parameters_loads(btledger_home: Path, user_strategy: str) -> None:
+    """A str in a parameter's metadata is documentation: the commands that load the registry work."""
+    listed = {listing["name"]: listing for listing in cli_json("strategies")}
+    assert listed[user_strategy]["bounds"] == {"window": "window >= 1"}
+    result = cli("run", *run_args(param="n_fast=5"))  # any strategy's run loads every one
+    assert result.exit_code == 0, result.output
 
 
 def test_strategies_lists_each_parameter_with_its_default_and_valid_values(user_strategy: str) -> None:
@@ -326,6 +342,8 @@ def test_strategies_lists_each_parameter_with_its_default_and_valid_values(user_
     plain = listed[user_strategy]
     assert plain["bounds"] == {} and plain["rules"] == []
     assert plain["origin"] == "entry point tests.engine.user_strategies:Plain"
+
+    assert listed["RandomTrader"]["bounds"]["hold_bars"] == "hold_bars (comma-separated whole numbers of bars ≥ 0)"
 
     table = cli("strategies")
     assert table.exit_code == 0, table.output

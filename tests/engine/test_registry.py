@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from btledger.engine import SpecError, registry
+from btledger.engine.param_bounds import Format
 from btledger.engine.registry import get_strategy, strategy_names
+from btledger.strategies.random_trader import parse_hold_bars
 
 
 @pytest.fixture
@@ -83,11 +85,11 @@ def register(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group == registry.ENTRY_POINT_GROUP else [])
 
 
-def test_every_numeric_parameter_of_a_shipped_strategy_has_a_bound() -> None:
+def test_every_numeric_parameter_of_a_shipped_strategy_has_a_bound_and_every_text_a_format() -> None:
     for name in ("SmaCross", "DonchianBreakout", "RsiMeanReversion", "RandomTrader"):
         entry = get_strategy(name)
-        numeric = {key for key, value in entry.params.items() if type(value) in (int, float)}
-        assert set(entry.bounds) == numeric, name
+        declared = {key for key, value in entry.params.items() if type(value) in (int, float, str)}
+        assert set(entry.bounds) == declared, name
     sma = get_strategy("SmaCross")
     assert {name: str(bound) for name, bound in sma.bounds.items()} == {
         "atr_period": "atr_period >= 1",
@@ -118,6 +120,13 @@ def test_every_numeric_parameter_of_a_shipped_strategy_has_a_bound() -> None:
         ("RandomTrader", {"prob_trade": 0}, "RandomTrader.prob_trade must satisfy 0 < prob_trade <= 1, got 0"),
         ("RandomTrader", {"std_position_hold": -1.5}, "RandomTrader.std_position_hold must satisfy"),
         ("DonchianBreakout", {"exit_period": 0}, "DonchianBreakout.exit_period must satisfy exit_period >= 1, got 0"),
+        (
+            "RandomTrader",
+            {"hold_bars": "3,x"},
+            "RandomTrader.hold_bars must be comma-separated whole numbers of bars ≥ 0, got '3,x'",
+        ),
+        ("RandomTrader", {"hold_bars": "1,,2"}, "RandomTrader.hold_bars must be comma-separated whole numbers"),
+        ("RandomTrader", {"hold_bars": "²"}, "RandomTrader.hold_bars must be comma-separated whole numbers"),
     ],
 )
 def test_a_value_outside_the_declared_bounds_names_strategy_parameter_bound_and_value(
@@ -139,6 +148,21 @@ def test_values_on_the_edges_of_the_bounds_are_accepted() -> None:
     }
     random_edges = {"prob_trade": 1.0, "prob_long": 0.0, "avg_position_hold": 0.0, "std_position_hold": 0.0, "seed": 0}
     assert get_strategy("RandomTrader").key_params(random_edges) == random_edges
+    assert get_strategy("RandomTrader").key_params({"hold_bars": " 0 , 12"}) == {"hold_bars": " 0 , 12"}
+
+
+def test_a_texts_format_is_checked_by_the_parser_the_strategy_reads_it_with() -> None:
+    """One rule: the registry refuses what `RandomTrader.init` could not read, with the same function."""
+    hold_bars = get_strategy("RandomTrader").bounds["hold_bars"]
+    assert isinstance(hold_bars, Format) and hold_bars.text_format.parse is parse_hold_bars
+    assert str(hold_bars) == "hold_bars (comma-separated whole numbers of bars ≥ 0)"
+    for text in ("", "3,12,40", "x", "1.5", "٣"):
+        try:
+            parse_hold_bars(text)
+        except ValueError:
+            assert not hold_bars.admits(text), text
+        else:
+            assert hold_bars.admits(text), text
 
 
 def test_unknown_parameter_lists_the_parameters_with_their_bounds_and_rules() -> None:
@@ -161,15 +185,43 @@ def test_a_strategy_without_declarations_takes_any_value_of_each_type(
         entry.resolve_params({"window": 2.5})
 
 
+def test_documentation_in_the_metadata_is_not_a_declaration(fresh_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strings and `doc()` beside a bound, or alone on a number, a text or a flag, are skipped."""
+    register(monkeypatch, "Documented")
+    entry = get_strategy("Documented")
+    assert {name: str(bound) for name, bound in entry.bounds.items()} == {"window": "window >= 1"}
+    assert entry.key_params({"threshold": -1, "label": "", "long_only": False}) == {
+        "threshold": -1.0,
+        "label": "",
+        "long_only": False,
+    }
+    with pytest.raises(SpecError, match=r"^params: Documented\.window must satisfy window >= 1, got 0$"):
+        entry.resolve_params({"window": 0})
+
+
+def test_a_user_strategy_declares_a_texts_format(fresh_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    register(monkeypatch, "Coded")
+    entry = get_strategy("Coded")
+    assert entry.listing()["bounds"] == {"code": "code (two capital letters)"}
+    assert entry.key_params({"code": "EQ"}) == {"code": "EQ"}
+    with pytest.raises(SpecError, match=r"^params: Coded\.code must be two capital letters, got 'eq'$"):
+        entry.resolve_params({"code": "eq"})
+
+
 @pytest.mark.parametrize(
     ("name", "problem"),
     [
         ("DefaultOutOfBounds", "the default window = 0 is outside its bound window >= 1"),
         (
             "UnknownMetadata",
-            "window is annotated with MultipleOf(multiple_of=2); bounds are Gt, Ge, Lt, Le or Interval",
+            "window is annotated with MultipleOf(multiple_of=2), which cannot be checked; a number's bounds are Gt, "
+            "Ge, Lt, Le or Interval, a text's format a TextFormat, and documentation a str or doc()",
         ),
+        ("UnknownTextMetadata", "label is annotated with MinLen(min_length=1), which cannot be checked"),
         ("BoundOnText", "label has bounds but is not a number (default 'x')"),
+        ("FormatOnNumber", "window has a TextFormat but is not a text (default 4)"),
+        ("FormatAndBound", "code takes one TextFormat and nothing more, got [TextFormat("),
+        ("DefaultOutOfFormat", "the default code = 'fx' is outside its bound code (two capital letters)"),
         ("TwoLowerBounds", "window has two lower bounds"),
         ("UnreadableRule", "cannot read the rule 'fast << slow'; write e.g. 'n_fast < n_slow'"),
         ("RuleOnUnknownName", "the rule 'fast < slow' names slow, which is not a numeric parameter"),

@@ -1,6 +1,7 @@
 """Strategies as a user writes them, registered in tests through a `btledger.strategies` entry point.
 
-`Plain` declares no bounds (as every strategy did before they existed); the others declare bounds or
+`Plain` declares no bounds (as every strategy did before they existed); `Documented` documents its
+parameters in their metadata and `Coded` declares a text's format; the others declare bounds, formats or
 rules that cannot apply, which the registry must refuse rather than ignore.
 """
 
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from annotated_types import Ge, Gt, Interval, MultipleOf
+from annotated_types import Ge, Gt, Interval, MinLen, MultipleOf, doc
 from backtesting import Strategy
 
+from btledger.engine.param_bounds import TextFormat
 from btledger.strategies.indicators import sma
 
 
@@ -39,6 +41,24 @@ class _Declared(Strategy):
         pass
 
 
+class Documented(_Declared):
+    window: Annotated[int, "bars in the average", Ge(1)] = 10
+    threshold: Annotated[float, doc("how far above the average")] = 0.0
+    label: Annotated[str, "a name for the plot"] = "x"
+    long_only: Annotated[bool, "never short"] = True
+
+
+def parse_code(text: str) -> str:
+    """Two upper-case ASCII letters."""
+    if len(text) != 2 or not ("A" <= text[0] <= "Z" and "A" <= text[1] <= "Z"):
+        raise ValueError(f"expected two capital letters, got {text!r}")
+    return text
+
+
+class Coded(_Declared):
+    code: Annotated[str, "the desk", TextFormat("two capital letters", parse_code)] = "FX"
+
+
 class DefaultOutOfBounds(_Declared):
     window: Annotated[int, Ge(1)] = 0
 
@@ -47,8 +67,24 @@ class UnknownMetadata(_Declared):
     window: Annotated[int, MultipleOf(2)] = 4
 
 
+class UnknownTextMetadata(_Declared):
+    label: Annotated[str, MinLen(1)] = "x"
+
+
 class BoundOnText(_Declared):
     label: Annotated[str, Gt(0)] = "x"
+
+
+class FormatOnNumber(_Declared):
+    window: Annotated[int, TextFormat("two capital letters", parse_code)] = 4
+
+
+class FormatAndBound(_Declared):
+    code: Annotated[str, TextFormat("two capital letters", parse_code), Gt(0)] = "FX"
+
+
+class DefaultOutOfFormat(_Declared):
+    code: Annotated[str, TextFormat("two capital letters", parse_code)] = "fx"
 
 
 class TwoLowerBounds(_Declared):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from btledger.domain.robustness import _random_trader_runner
-from btledger.engine import run_backtest
+from btledger.engine import SpecError, run_backtest
 from btledger.engine.result import RunSpec
 from btledger.engine.robustness import (
     RobustnessInputError,
@@ -226,12 +226,16 @@ def test_random_trader_draws_each_hold_from_the_given_ones_and_ends_trades_by_it
     assert set(outcome.trades["sl"]) == {None}  # no stop order
 
 
-def test_random_trader_names_a_malformed_hold_list() -> None:
+def test_random_trader_refuses_a_malformed_hold_list_before_it_runs() -> None:
     spec = RunSpec(
         "RandomTrader", "EURUSD", "H1", 1.0, date(2017, 5, 1), date(2017, 6, 1), 100_000.0, params={"hold_bars": "3,x"}
     )
-    with pytest.raises(ValueError, match=r"^hold_bars: expected comma-separated whole numbers of bars ≥ 0, got '3,x'"):
+    with pytest.raises(SpecError) as refused:
         run_backtest(spec)
+    assert refused.value.field == "params"
+    assert str(refused.value) == (
+        "params: RandomTrader.hold_bars must be comma-separated whole numbers of bars ≥ 0, got '3,x'"
+    )
 
 
 #: Real results of the sample data: (strategy, ticker, timeframe, date_from, date_to).
