@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -99,6 +100,8 @@ class RunBatch(_Command):
     params: dict[str, JsonScalar] = Field(default_factory=dict, max_length=50)
     rerun: Flag = False
     plot: Literal["none", "temp", "persist"] = "none"
+    #: Each strategy's `params` as a result's key holds them (`StrategyEntry.key_params`), set by `_params_known`.
+    _key_params: dict[str, dict[str, JsonScalar]] = PrivateAttr(default_factory=dict)
 
     @field_validator("strategies")
     @classmethod
@@ -151,10 +154,10 @@ class RunBatch(_Command):
     def _params_known(self) -> RunBatch:
         # Checked here, not only by the engine: an unknown or mistyped parameter, or one outside the bounds its
         # strategy declares, would be appended as a RunFailed event per combination (and tried again by
-        # every later run of the batch).
+        # every later run of the batch). The check gives each strategy's key params, which `specs()` uses.
         for strategy in dict.fromkeys(self.strategies):
             try:
-                get_strategy(strategy).resolve_params(self.params)
+                self._key_params[strategy] = get_strategy(strategy).key_params(self.params)
             except SpecError as error:
                 raise _FieldError(error.field, str(error).removeprefix(f"{error.field}: ")) from None
         return self
@@ -173,7 +176,6 @@ class RunBatch(_Command):
     def specs(self) -> list[RunSpec]:
         """The combinations, deduplicated, in a stable order."""
         cash = self.initial_cash if self.initial_cash is not None else load_settings().initial_cash
-        params = {name: get_strategy(name).key_params(self.params) for name in dict.fromkeys(self.strategies)}
         combos = itertools.product(
             dict.fromkeys(self.strategies),
             dict.fromkeys(self.tickers),
@@ -190,7 +192,7 @@ class RunBatch(_Command):
                 date_to=self.date_to,
                 initial_cash=float(cash),
                 method=self.method,
-                params=dict(params[strategy]),
+                params=dict(self._key_params[strategy]),
             )
             for strategy, ticker, timeframe, risk in combos
         ]

@@ -22,7 +22,8 @@ from btledger.domain.errors import InvalidInput
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.interrupt import Interrupt
 from btledger.engine.pool import WorkerPool
-from btledger.engine.result import BacktestOutcome, RunSpec
+from btledger.engine.registry import StrategyEntry
+from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
 
 BATCH = {
     "strategies": ["SmaCross", "DonchianBreakout"],
@@ -160,6 +161,24 @@ def test_parameters_that_name_one_run_give_one_key() -> None:
     assert key({"n_fast": 10.0}).params == {"n_fast": 10} and type(key({"n_fast": 10.0}).params["n_fast"]) is int
     assert backtest_id(key({"n_fast": 10.0, "sl_atr": 2})) == backtest_id(key({"n_fast": 10}))
     assert backtest_id(key({"n_fast": 10})) != backtest_id(key({}))
+
+
+def test_a_batchs_parameters_are_checked_once_however_often_it_is_planned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing checks each strategy's parameters against its bounds; planning the combinations (as the plan
+    check and the run each do) reuses what the check gave rather than checking again."""
+    checks: Counter[str] = Counter()
+    check = StrategyEntry.resolve_params
+
+    def counted(entry: StrategyEntry, overrides: dict[str, JsonScalar]) -> dict[str, JsonScalar]:
+        checks[entry.name] += 1
+        return check(entry, overrides)
+
+    monkeypatch.setattr(StrategyEntry, "resolve_params", counted)
+    (batch,) = parse_plan({"batches": [{**BATCH, "params": {"sl_atr": 3, "atr_period": 14}}]})
+    specs = batch.specs()
+    assert checks == {"SmaCross": 1, "DonchianBreakout": 1}
+    assert len(specs) == 8 and all(spec.params == {"sl_atr": 3.0} for spec in specs)  # 14 is the default
+    assert type(specs[0].params["sl_atr"]) is float
 
 
 def test_a_run_given_its_default_parameters_is_skipped(ledger: Ledger, btledger_home: Path) -> None:
