@@ -110,11 +110,13 @@ def _recorded_stop(spec: RunSpec) -> dict[str, Any]:
     recorded before those were declared (SmaCross n_fast=50, n_slow=20) ran, and can be tested. A value the
     trader refuses (a user strategy's sl_atr = 0, no stop) leaves the trader's own.
     """
-    from btledger.engine import SpecError, get_strategy, strategy_names
+    from btledger.engine import SpecError, get_strategy
+    from btledger.engine.registry import registry
 
-    if spec.strategy not in strategy_names():
+    entry = registry().get(spec.strategy)
+    if entry is None:  # a strategy no longer installed: the trader's own stop
         return {}
-    recorded = {**get_strategy(spec.strategy).params, **spec.params}
+    recorded = {**entry.params, **spec.params}
     trader = get_strategy("RandomTrader")
     stop: dict[str, Any] = {}
     for name in _STOP_PARAMS:

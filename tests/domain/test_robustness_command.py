@@ -104,3 +104,7 @@ def test_a_result_recorded_before_its_strategys_rules_can_still_be_random_tested
     assert result.summary["random_trades_per_run"] > 0
     assert _recorded_stop(before_rules) == {"sl_atr": 3.0, "atr_period": 14}
     assert _recorded_stop(dataclasses.replace(SPEC, params={"sl_atr": 0.0})) == {"atr_period": 14}
+
+
+def test_a_result_of_a_strategy_no_longer_installed_leaves_the_traders_own_stop() -> None:
+    assert _recorded_stop(dataclasses.replace(SPEC, strategy="Uninstalled", params={"sl_atr": 3.0})) == {}
