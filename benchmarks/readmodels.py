@@ -98,6 +98,7 @@ def _outcome(rng: np.random.Generator, trades: int, times: list[str]) -> Backtes
         costs={"commission": 0.0},
         currency="USD",
         wall_time_s=0.0,
+        margin_cancelled_orders=0,
     )
 
 

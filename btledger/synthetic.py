@@ -37,4 +37,5 @@ def synthetic_outcome(
         costs={"commission": 0.0},
         currency="USD",
         wall_time_s=0.1,
+        margin_cancelled_orders=0,
     )

@@ -74,6 +74,7 @@ def report_json(report: BatchReport) -> dict[str, Any]:
                 **result.combination_json(),
                 "metrics": result.metrics,
                 "trade_performance": result.trade_performance,
+                "margin_cancelled_orders": result.margin_cancelled_orders,
                 "error": result.message if result.status == "failed" else None,
             }
             for result in report.results

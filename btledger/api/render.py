@@ -108,7 +108,10 @@ def print_progress_line(event: dict[str, Any]) -> None:
         f"{event['strategy']} {event['ticker']} {event['timeframe']} risk {event['risk']} "
         f"{event['date_from']}→{event['date_to']}"
     )
-    note = f" — {event['message']}" if event.get("message") else ""
+    notes = [event["message"]] if event.get("message") else []
+    if cancelled := event.get("margin_cancelled_orders"):
+        notes.append(f"{cancelled} order{'s' if cancelled > 1 else ''} cancelled for margin")
+    note = "".join(f" — {text}" for text in notes)
     err_console.print(
         f"[{style}]{event['status']:>8}[/{style}] {where} [dim]{str(event['id'])[:8]}[/dim]{note}", highlight=False
     )

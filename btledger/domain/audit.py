@@ -1,7 +1,9 @@
 """Audit: re-run a recorded result and say whether it reproduces.
 
 A result reproduces when the same key on data with the same fingerprint, with strategy code of the
-same fingerprint and the same costs (instruments config), gives every metric again. Changed data, code
+same fingerprint and the same costs (instruments config), gives every metric again, and as many orders
+cancelled for lack of margin (checked when the result counted them: results recorded before they were
+counted hold None). Changed data, code
 or costs are reported as such, not as a mismatch: the ledger cannot expect the same numbers from
 different inputs. (The risk-free rate in settings is not recorded with a result: changed, it shows as a
 mismatch of the Sharpe ratio.)
@@ -94,6 +96,9 @@ def verify(ledger: Ledger, backtest: UUID, run: Callable[[RunSpec], BacktestOutc
                     mismatches.append(
                         {"metric": f"{section}.{name}", "recorded": old.get(name), "recomputed": new.get(name)}
                     )
+        cancels, recounted = recorded.margin_cancelled_orders, current.margin_cancelled_orders
+        if cancels is not None and cancels != recounted:
+            mismatches.append({"metric": "margin_cancelled_orders", "recorded": cancels, "recomputed": recounted})
         verdict = "mismatch" if mismatches else "reproduced"
     return Verification(
         id=backtest,
@@ -103,7 +108,9 @@ def verify(ledger: Ledger, backtest: UUID, run: Callable[[RunSpec], BacktestOutc
         recorded_strategy_fingerprint=recorded.strategy_fingerprint,
         current_strategy_fingerprint=current.strategy_fingerprint,
         mismatches=mismatches,
-        metrics_checked=len(recorded.metrics) + len(recorded.trade_performance),
+        metrics_checked=len(recorded.metrics)
+        + len(recorded.trade_performance)
+        + (recorded.margin_cancelled_orders is not None),
     )
 
 

@@ -92,9 +92,10 @@ class Backtest(Aggregate):
     # --- results -------------------------------------------------------------------------------
 
     class ResultRecorded(Aggregate.Event):
-        """A completed run. Version 2 added `currency` and `bars` (v1 events are upcast)."""
+        """A completed run. Version 2 added `currency` and `bars`, version 3 `margin_cancelled_orders`
+        (older events are upcast)."""
 
-        class_version = 2
+        class_version = 3
 
         metrics: dict[str, JsonScalar]
         trade_performance: dict[str, JsonScalar]
@@ -107,6 +108,7 @@ class Backtest(Aggregate):
         costs: dict[str, JsonScalar]
         currency: str
         wall_time_s: float
+        margin_cancelled_orders: int | None
         plot_path: str | None
 
         @staticmethod
@@ -115,6 +117,11 @@ class Backtest(Aggregate):
             state.setdefault("currency", "USD")
             trades = state.get("trades") or {}
             state.setdefault("bars", 0 if not trades else -1)
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            # Cancellations went uncounted before v3: unknown, not none.
+            state.setdefault("margin_cancelled_orders", None)
 
     @event(ResultRecorded)
     def _record_result(
@@ -130,6 +137,7 @@ class Backtest(Aggregate):
         costs: dict[str, JsonScalar],
         currency: str,
         wall_time_s: float,
+        margin_cancelled_orders: int | None,
         plot_path: str | None,
     ) -> None:
         self.outcome = BacktestOutcome(
@@ -144,6 +152,7 @@ class Backtest(Aggregate):
             costs=costs,
             currency=currency,
             wall_time_s=wall_time_s,
+            margin_cancelled_orders=margin_cancelled_orders,
             plot_path=plot_path,
         )
         self.last_error = None

@@ -40,6 +40,8 @@ class Progress:
     metrics: dict[str, JsonScalar] | None = None
     position: int | None = None
     trade_performance: dict[str, JsonScalar] | None = None
+    #: The result's orders cancelled for lack of margin (None: no result, or one recorded before they were counted).
+    margin_cancelled_orders: int | None = None
 
     def combination_json(self) -> dict[str, object]:
         """Which result and combination this is, as every JSON view of a batch's progress shows it."""
@@ -61,6 +63,7 @@ class Progress:
             **self.combination_json(),
             "message": self.message,
             "metrics": self.metrics,
+            "margin_cancelled_orders": self.margin_cancelled_orders,
         }
 
 
@@ -97,8 +100,19 @@ def _skipped(index: int, total: int, spec: RunSpec, backtest: Backtest, meanwhil
         done = "recorded meanwhile by another run" if meanwhile else "already recorded"
         reason = f"{done}; rerun (--rerun in the CLI) records a new result"
     outcome = backtest.outcome
-    metrics, performance = (outcome.metrics, outcome.trade_performance) if outcome else (None, None)
-    return Progress(index, total, spec, backtest.id, "skipped", reason, metrics, trade_performance=performance)
+    if outcome is None:
+        return Progress(index, total, spec, backtest.id, "skipped", reason)
+    return Progress(
+        index,
+        total,
+        spec,
+        backtest.id,
+        "skipped",
+        reason,
+        outcome.metrics,
+        trade_performance=outcome.trade_performance,
+        margin_cancelled_orders=outcome.margin_cancelled_orders,
+    )
 
 
 def run_batches(
@@ -156,7 +170,16 @@ def run_batches(
         elif outcome is not None:
             identity, position = appended
             done = Progress(
-                index, total, spec, identity, "recorded", None, outcome.metrics, position, outcome.trade_performance
+                index,
+                total,
+                spec,
+                identity,
+                "recorded",
+                None,
+                outcome.metrics,
+                position,
+                outcome.trade_performance,
+                outcome.margin_cancelled_orders,
             )
         else:
             identity, position = appended

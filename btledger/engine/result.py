@@ -166,7 +166,8 @@ class BacktestOutcome:
     `metrics` has exactly the keys of METRIC_COLUMNS, `trade_performance` those of
     TRADE_PERFORMANCE_COLUMNS, and `trades` one list per TRADE_COLUMNS entry (all of equal length;
     times as ISO-8601 UTC strings). A metric with no defined value (e.g. return/drawdown at zero
-    drawdown) is None, never NaN or ±inf.
+    drawdown) is None, never NaN or ±inf. `margin_cancelled_orders` counts the orders the broker
+    cancelled for lack of margin (see `margin_cancels`); None for a result recorded before it was counted.
     """
 
     metrics: dict[str, JsonScalar]
@@ -180,6 +181,8 @@ class BacktestOutcome:
     costs: dict[str, JsonScalar]
     currency: str
     wall_time_s: float
+    # Defaulted for the aggregate's snapshots taken before it was counted (its events are upcast).
+    margin_cancelled_orders: int | None = None
     plot_path: str | None = None
 
     def to_json(self) -> dict[str, Any]:

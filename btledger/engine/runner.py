@@ -6,7 +6,7 @@ from the instruments config (or the terminal, with `metatrader5`). The run uses 
 1 / leverage, the category commission, the relative spread, `finalize_trades=True` (trades still open
 at the end are closed on the last bar and counted) and no other option changed. Metrics come from
 `btledger.engine.metrics`; backtesting.py's own statistics are skipped (`lean_stats`) unless a plot
-needs them.
+needs them. Orders the broker cancels for lack of margin are counted (`margin_cancels`), not warned of.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from btledger.engine.costs import costs_for
 from btledger.engine.data import load_frame, load_instrument
 from btledger.engine.errors import SpecError
 from btledger.engine.lean_stats import lean_stats
+from btledger.engine.margin_cancels import counting_margin_cancels
 from btledger.engine.metrics import backtest_metrics, trade_performance, trade_table, trades_json
 from btledger.engine.registry import get_strategy
 from btledger.engine.result import BacktestOutcome, RunSpec
@@ -74,7 +75,7 @@ def run_backtest(spec: RunSpec, *, settings: Settings | None = None, plot_path: 
     if issubclass(strategy.cls, RiskSizedStrategy):
         params |= {"risk": spec.risk, "lots": costs.lots}
     # Every metric comes from `metrics`: backtesting.py's own statistics are built only for a plot.
-    with lean_stats() if plot_path is None else contextlib.nullcontext():
+    with lean_stats() if plot_path is None else contextlib.nullcontext(), counting_margin_cancels() as cancels:
         stats = backtest.run(**params)
 
     equity = stats["_equity_curve"]["Equity"]
@@ -97,5 +98,6 @@ def run_backtest(spec: RunSpec, *, settings: Settings | None = None, plot_path: 
         costs=costs.to_json(),
         currency=costs.currency,
         wall_time_s=time.perf_counter() - started,
+        margin_cancelled_orders=cancels.count,
         plot_path=str(plot_path) if plot_path is not None else None,
     )

@@ -190,6 +190,7 @@ class _Batch:
         backtest.current = {
             **{name: key[name] for name in s.KEY_NAMES},
             **{name: metrics.get(name) for name in METRIC_COLUMNS},
+            "margin_cancelled_orders": state.get("margin_cancelled_orders"),
             "recorded_at": event.recorded_at,
             "params": key["params"],
             **{name: state.get(name) for name in ("currency", "data_source", "data_fingerprint")},

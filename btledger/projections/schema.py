@@ -87,12 +87,21 @@ def _scanned(columns: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...
     )
 
 
-#: A live result: key, favourite flag, metrics, when its result was recorded and the aggregate
-#: version of its latest state change, then provenance.
+#: A live result: key, favourite flag, metrics, the orders the broker cancelled for lack of margin (NULL:
+#: recorded before they were counted), when its result was recorded and the aggregate version of its
+#: latest state change, then provenance.
 BACKTESTS = Table(
     "backtests",
     _scanned(
-        (*KEY, ("favorite", "BOOLEAN"), *METRICS, ("recorded_at", "TIMESTAMPTZ"), ("version", "BIGINT"), *PROVENANCE)
+        (
+            *KEY,
+            ("favorite", "BOOLEAN"),
+            *METRICS,
+            ("margin_cancelled_orders", "BIGINT"),
+            ("recorded_at", "TIMESTAMPTZ"),
+            ("version", "BIGINT"),
+            *PROVENANCE,
+        )
     ),
 )
 

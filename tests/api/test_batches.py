@@ -16,6 +16,7 @@ from btledger.domain.ledger import Ledger
 from tests.api import sse
 from tests.api.conftest import BATCH, LONG_BATCH, app_client
 from tests.domain.factories import goog_from_csv
+from tests.engine.test_margin_cancels import SMACROSS, cancels_by_backtesting
 
 Client = TestClient[Any]
 
@@ -342,3 +343,17 @@ def test_cancelling_an_unknown_or_finished_job_is_a_404_or_a_409(client: Client)
     assert client.delete(f"/jobs/{cancelled}").status_code == 200
     again = client.delete(f"/jobs/{cancelled}")
     assert again.status_code == 409 and "already finished (cancelled)" in again.json()["detail"]
+
+
+def test_a_result_shows_how_many_orders_the_broker_cancelled_for_margin(client: Client) -> None:
+    expected = sum(cancels_by_backtesting(SMACROSS).values())  # backtesting.py's own warnings, counted
+    assert expected > 0
+    _, stream = run(
+        client, {**BATCH, "timeframes": ["H1"], "risks": [5], "date_from": "2017-04-19", "date_to": "2018-02-08"}
+    )
+    [recorded] = [e.data for e in stream if e.event == "progress" and e.data["status"] == "recorded"]
+    assert recorded["margin_cancelled_orders"] == expected
+    detail = client.get(f"/backtests/{recorded['id']}").json()
+    assert detail["backtest"]["margin_cancelled_orders"] == expected
+    schema = client.get("/schema/openapi.json").json()["components"]["schemas"]["BacktestRow"]
+    assert schema["properties"]["margin_cancelled_orders"] == {"oneOf": [{"type": "integer"}, {"type": "null"}]}

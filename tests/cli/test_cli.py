@@ -20,6 +20,7 @@ from btledger.config import MAX_WORKERS, clear_config_cache
 from btledger.engine import registry
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
 from tests.domain.factories import goog_from_csv
+from tests.engine.test_margin_cancels import SMACROSS, cancels_by_backtesting
 
 EURUSD = ["--strategy", "SmaCross", "--ticker", "EURUSD", "--risk", "1", "--from", "2017-06-01", "--to", "2017-12-01"]
 
@@ -552,3 +553,30 @@ def test_changes_made_while_another_process_holds_the_read_model_are_recorded_an
     shown = cli_json("search", "--favorites")
     assert [item["id"] for item in shown["items"]] == [recorded["id"]]
     assert cli_json("search")["total"] == 2
+
+
+def test_run_says_how_many_orders_the_broker_cancelled_for_margin_instead_of_warning_of_each(
+    btledger_home: Path,
+) -> None:
+    expected = sum(cancels_by_backtesting(SMACROSS).values())  # backtesting.py's own warnings, counted
+    assert expected > 1
+    flags = ["--strategy", "SmaCross", "--ticker", "EURUSD", "--timeframe", "H1", "--from", "2017-04-19"]
+    flags += ["--to", "2018-02-08", "--workers", "1"]
+    # A process of its own, so that its workers' stderr is the command's, as in a terminal.
+    ran = subprocess.run(
+        [sys.executable, "-m", "btledger", "run", *flags, "--risk", "5", "--risk", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    lines = {line.split(" risk ")[1][:3]: line for line in ran.stderr.splitlines() if "recorded SmaCross" in line}
+    assert lines["5.0"].endswith(f" — {expected} orders cancelled for margin")
+    assert "cancelled" not in lines["1.0"]
+    assert "Broker canceled" not in ran.stderr
+
+    again = cli_json("run", *flags, "--risk", "5", "--risk", "1")
+    assert [(r["risk"], r["status"], r["margin_cancelled_orders"]) for r in again["results"]] == [
+        (5.0, "skipped", expected),
+        (1.0, "skipped", 0),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from btledger.domain.audit import verify
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine import SpecError, run_backtest
+from btledger.engine.result import RunSpec
 from tests.domain.test_robustness_command import SPEC
 
 #: SmaCross parameters it ran with before it declared n_fast < n_slow.
@@ -36,3 +38,26 @@ def test_parameters_refused_by_the_code_they_were_recorded_with_are_still_an_err
     identity, _ = ledger.record_outcome(BEFORE_RULES, run_backtest(SPEC))
     with pytest.raises(SpecError, match=r"^params: SmaCross must satisfy n_fast < n_slow"):
         verify(ledger, identity, run_backtest)
+
+
+#: A run whose broker cancels orders for lack of margin (5, counted in tests/engine/test_margin_cancels.py).
+CANCELLING = RunSpec("SmaCross", "EURUSD", "H1", 5.0, date(2017, 4, 19), date(2018, 2, 8), 100_000.0)
+
+
+def test_the_count_of_orders_cancelled_for_margin_is_verified_when_the_result_has_one(ledger: Ledger) -> None:
+    outcome = run_backtest(CANCELLING)
+    assert outcome.margin_cancelled_orders == 5
+    reproduced = verify(ledger, ledger.record_outcome(CANCELLING, outcome)[0], run_backtest)
+    assert (reproduced.verdict, reproduced.mismatches) == ("reproduced", [])
+    assert reproduced.metrics_checked == len(outcome.metrics) + len(outcome.trade_performance) + 1
+
+    miscounted = dataclasses.replace(outcome, margin_cancelled_orders=4)
+    mismatch = verify(ledger, ledger.record_outcome(CANCELLING, miscounted)[0], run_backtest)
+    assert mismatch.verdict == "mismatch"
+    assert mismatch.mismatches == [{"metric": "margin_cancelled_orders", "recorded": 4, "recomputed": 5}]
+
+    # Recorded before cancellations were counted: nothing to compare, the metrics still are.
+    uncounted = dataclasses.replace(outcome, margin_cancelled_orders=None)
+    unknown = verify(ledger, ledger.record_outcome(CANCELLING, uncounted)[0], run_backtest)
+    assert (unknown.verdict, unknown.mismatches) == ("reproduced", [])
+    assert unknown.metrics_checked == len(outcome.metrics) + len(outcome.trade_performance)

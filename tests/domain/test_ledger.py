@@ -7,7 +7,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -15,12 +18,17 @@ import pytest
 from btledger.domain.backtest import STRATEGY_DELETED, Backtest, backtest_id
 from btledger.domain.errors import Conflict, NotFound
 from btledger.domain.ledger import Ledger, store_env
+from btledger.engine.result import BacktestOutcome
 from tests.domain.factories import outcome, spec
 
 
 @pytest.fixture
 def ledger(btledger_home: Path) -> Ledger:
     return Ledger(env=store_env(btledger_home))
+
+
+def cancelled(result: BacktestOutcome, orders: int | None) -> BacktestOutcome:
+    return replace(result, margin_cancelled_orders=orders)
 
 
 def test_record_writes_to_a_sqlite_file_and_derives_the_id_from_the_key(ledger: Ledger, btledger_home: Path) -> None:
@@ -227,21 +235,47 @@ def test_concurrent_toggles_from_two_processes_lose_nothing(ledger: Ledger, btle
     assert toggles == [i % 2 == 0 for i in range(30)]
 
 
-def test_an_old_version_of_a_result_event_is_upcast(ledger: Ledger, btledger_home: Path) -> None:
-    identity, _ = ledger.record_outcome(spec(), outcome())
-    database = sqlite3.connect(btledger_home / "events.sqlite")
+def forge_result_event(home: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite the stored state of the one ResultRecorded event with `change`."""
+    database = sqlite3.connect(home / "events.sqlite")
     topic = f"{Backtest.ResultRecorded.__module__}:{Backtest.ResultRecorded.__qualname__}"
     (state,) = database.execute("SELECT state FROM stored_events WHERE topic = ?", (topic,)).fetchone()
     old = json.loads(state)
-    # Forge what a version-1 writer stored: no class_version, no currency, no bar count.
-    for key in ("class_version", "currency", "bars"):
-        old.pop(key)
+    change(old)
     database.execute("UPDATE stored_events SET state = ? WHERE topic = ?", (json.dumps(old).encode(), topic))
     database.commit()
+
+
+def test_an_old_version_of_a_result_event_is_upcast(ledger: Ledger, btledger_home: Path) -> None:
+    identity, _ = ledger.record_outcome(spec(), cancelled(outcome(), 7))
+
+    def version_1(state: dict[str, Any]) -> None:
+        # What a version-1 writer stored: no class_version, no currency, no bar count, no cancellations.
+        for key in ("class_version", "currency", "bars", "margin_cancelled_orders"):
+            state.pop(key)
+
+    forge_result_event(btledger_home, version_1)
     reloaded = Ledger(env=store_env(btledger_home)).get(identity)
     assert reloaded.outcome is not None
     assert reloaded.outcome.currency == "USD"
     assert reloaded.outcome.metrics == outcome().metrics
+    assert reloaded.outcome.margin_cancelled_orders is None
+
+
+def test_a_version_2_result_event_holds_an_unknown_count_of_margin_cancellations(
+    ledger: Ledger, btledger_home: Path
+) -> None:
+    identity, _ = ledger.record_outcome(spec(), cancelled(outcome(), 7))
+    assert Ledger(env=store_env(btledger_home)).get(identity).outcome == cancelled(outcome(), 7)
+
+    def version_2(state: dict[str, Any]) -> None:
+        assert state["class_version"] == 3 and state["margin_cancelled_orders"] == 7
+        state["class_version"] = 2
+        del state["margin_cancelled_orders"]
+
+    forge_result_event(btledger_home, version_2)
+    # Not counted then, so unknown: not 0, which would claim none was cancelled.
+    assert Ledger(env=store_env(btledger_home)).get(identity).outcome == cancelled(outcome(), None)
 
 
 def test_a_long_history_is_snapshotted_and_replays_from_the_snapshot(ledger: Ledger, btledger_home: Path) -> None:
@@ -256,3 +290,17 @@ def test_a_long_history_is_snapshotted_and_replays_from_the_snapshot(ledger: Led
     assert reloaded.spec == spec() and reloaded.outcome == outcome()
     # The notification log and the history are untouched by snapshots.
     assert len(ledger.history(identity)) == 61
+
+
+def test_a_snapshot_taken_before_margin_cancellations_were_counted_replays(ledger: Ledger, btledger_home: Path) -> None:
+    identity, _ = ledger.record_outcome(spec(), cancelled(outcome(), 7))
+    for _ in range(49):
+        ledger.toggle_favorite(identity)
+    database = sqlite3.connect(btledger_home / "events.sqlite")
+    (state,) = database.execute("SELECT state FROM stored_snapshots").fetchone()
+    snapshot = json.loads(state)
+    assert snapshot["state"]["outcome"]["_data_"].pop("margin_cancelled_orders") == 7  # as an older writer stored it
+    database.execute("UPDATE stored_snapshots SET state = ?", (json.dumps(snapshot).encode(),))
+    database.commit()
+    reloaded = Ledger(env=store_env(btledger_home)).get(identity)
+    assert reloaded.version == 51 and reloaded.outcome == cancelled(outcome(), None)

@@ -11,11 +11,11 @@ from backtesting import Backtest
 from scipy import stats
 
 from btledger.config import Settings, load_instruments
-from btledger.engine import SpecError, run_backtest
+from btledger.engine import SpecError, get_strategy, run_backtest
 from btledger.engine.costs import costs_for
 from btledger.engine.data import load_frame
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS, RunSpec
-from btledger.strategies.sma_cross import SmaCross
+from btledger.engine.sizing import RiskSizedStrategy
 
 EURUSD = RunSpec("SmaCross", "EURUSD", "H1", 1.0, date(2017, 5, 1), date(2018, 2, 1), 100_000.0)
 NO_RF = Settings(risk_free_rate=0.0)
@@ -26,16 +26,19 @@ def bare_stats(spec: RunSpec, **params):
     instruments = load_instruments()
     costs = costs_for(spec.ticker, instruments.instruments[spec.ticker], instruments, "USD")
     frame = load_frame(spec.ticker, spec.timeframe, spec.date_from, spec.date_to)
+    strategy = get_strategy(spec.strategy).cls
+    if issubclass(strategy, RiskSizedStrategy):
+        params |= {"risk": spec.risk, "lots": costs.lots}
     backtest = Backtest(
         frame.ohlcv,
-        SmaCross,
+        strategy,
         cash=spec.initial_cash,
         spread=costs.spread,
         commission=costs.commission,
         margin=costs.margin,
         finalize_trades=True,
     )
-    return backtest.run(risk=spec.risk, lots=costs.lots, **params)
+    return backtest.run(**params)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -453,7 +454,7 @@ def test_old_event_versions_are_upcast_and_payloads_are_readable(
     store = sqlite3.connect(tmp_path / "events.sqlite")
     [(rowid, state)] = store.execute("SELECT rowid, state FROM stored_events WHERE topic LIKE '%ResultRecorded'")
     old = json.loads(state)
-    for key in ("class_version", "currency", "bars"):  # what a version-1 writer stored
+    for key in ("class_version", "currency", "bars", "margin_cancelled_orders"):  # what a version-1 writer stored
         old.pop(key)
     old["metrics"]["skew"] = float("nan")  # the stdlib encoder writes NaN, which is not JSON
     store.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (json.dumps(old).encode(), rowid))
@@ -467,6 +468,34 @@ def test_old_event_versions_are_upcast_and_payloads_are_readable(
     registered, recorded = q.history(cur, str(backtest))
     assert registered["payload"]["date_from"] == "2020-01-01" and "timestamp" not in registered["payload"]
     assert recorded["payload"]["currency"] == "USD" and recorded["payload"]["trades"]["size"] == []
+    assert row["margin_cancelled_orders"] is None
+
+
+def test_orders_cancelled_for_margin_are_projected_and_unknown_for_results_recorded_before_they_were_counted(
+    ledger: Ledger, readmodel: ReadModel, tmp_path: Path
+) -> None:
+    counted, _ = ledger.record_outcome(spec(risk=1), replace(outcome(), margin_cancelled_orders=7))
+    ledger.toggle_favorite(counted)  # a second version, which keeps the count
+    older, _ = ledger.record_outcome(spec(risk=2), replace(outcome(), margin_cancelled_orders=5))
+    store = sqlite3.connect(tmp_path / "events.sqlite")
+    [(rowid, state)] = store.execute(
+        "SELECT rowid, state FROM stored_events WHERE topic LIKE '%ResultRecorded' AND originator_id = ?",
+        [older.hex],
+    )
+    old = json.loads(state)
+    old["class_version"] = 2  # what a version-2 writer stored: no count
+    del old["margin_cancelled_orders"]
+    store.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (json.dumps(old).encode(), rowid))
+    store.commit()
+
+    readmodel.catch_up(ledger)
+
+    cur = readmodel.cursor()
+    live = "SELECT id, margin_cancelled_orders FROM backtests ORDER BY risk"
+    assert cur.execute(live).fetchall() == [(str(counted), 7), (str(older), None)]
+    versions = "SELECT id, margin_cancelled_orders FROM backtest_versions ORDER BY risk, valid_from"
+    assert cur.execute(versions).fetchall() == [(str(counted), 7), (str(counted), 7), (str(older), None)]
+    assert q.history(cur, str(older))[1]["payload"]["margin_cancelled_orders"] is None
 
 
 def test_large_payloads_pass_through_unchanged(ledger: Ledger, readmodel: ReadModel) -> None:

@@ -248,6 +248,7 @@ def synthetic_outcome(index: int, trades: int) -> BacktestOutcome:
         costs={"commission": 0.0},
         currency="USD",
         wall_time_s=0.01,
+        margin_cancelled_orders=0,
     )
 
 
