@@ -234,8 +234,8 @@ def demo(workers: int | None = None) -> None:
             f"  uv run btledger history {short}            # every event of that result\n"
             f"  uv run btledger trades {short}             # its trades\n"
             f"  uv run btledger test montecarlo {short}    # a robustness test, recorded on its history\n"
-            "  uv run btledger strategies                # their parameters, defaults and valid values\n"
+            "  uv run btledger strategies                  # their parameters, defaults and valid values\n"
             '  uv run btledger sql "SELECT strategy, avg(return_dd) FROM backtests GROUP BY 1"\n'
-            "  uv run btledger serve                     # the HTTP API and its docs at http://127.0.0.1:8000/schema",
+            "  uv run btledger serve                       # the HTTP API and its docs at http://127.0.0.1:8000/schema",
             highlight=False,
         )
