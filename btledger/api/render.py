@@ -6,8 +6,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from btledger.projections.queries import jsonable
 
 # Piped output gets a wide console: tables are for reading, and rich would otherwise wrap at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -37,7 +41,14 @@ def cell(value: Any, column: str = "") -> str:
         return str(value)[:8]
     if isinstance(value, float):
         return f"{value:,.3f}"
+    if isinstance(value, list | dict):  # a LIST, STRUCT or MAP as `sql --json` writes it, not as Python's repr
+        return msgspec.json.encode(jsonable(value)).decode()
     return str(value)
+
+
+def _text(value: Any, column: str = "") -> Text:
+    """A cell shown as it is: rich would take a `[null]` or `[bold]` in it for markup and `:x:` for an emoji."""
+    return console.render_str(cell(value, column), markup=False, emoji=False)
 
 
 def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, title: str | None = None) -> None:
@@ -50,7 +61,7 @@ def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = N
     for column in shown:
         table.add_column(column, overflow="fold", justify="right" if _numeric(rows, column) else "left")
     for row in rows:
-        table.add_row(*(cell(row.get(column), column) for column in shown))
+        table.add_row(*(_text(row.get(column), column) for column in shown))
     console.print(table)
 
 
@@ -88,7 +99,7 @@ def key_values(data: dict[str, Any], title: str | None = None) -> None:
     table.add_column("name", style="bold")
     table.add_column("value", justify="right")
     for key, value in data.items():
-        table.add_row(key, cell(value, key))
+        table.add_row(key, _text(value, key))
     console.print(table)
 
 

@@ -153,6 +153,27 @@ def test_sql_says_on_stderr_when_it_shows_only_the_first_rows(btledger_home: Pat
     assert cli("sql", "SELECT 1", "--max-rows", "100001", *as_json).exit_code == 2
 
 
+def test_sql_shows_lists_structs_and_maps_in_its_table_as_sql_json_writes_them() -> None:
+    statement = (
+        "SELECT ['a', 'b'] AS list, {'x': 1, 'day': DATE '2024-01-02'} AS struct, "
+        "MAP {1: 1.5::DECIMAL(4, 1), 2: NULL} AS map, "
+        "[[{'at': TIMESTAMP '2024-01-02 03:04:05', 'ok': true, 'gone': NULL}]] AS nested, "
+        "[NULL] AS nulls, [true, false] AS flags, '[bold]x[/bold]' AS text"
+    )
+    shown = cli("sql", statement)
+    assert shown.exit_code == 0, shown.output
+    [row] = [line for line in shown.stdout.splitlines() if line.startswith("│")]
+    assert [cell.strip() for cell in row.strip("│").split("│")] == [
+        '["a","b"]',
+        '{"x":1,"day":"2024-01-02"}',
+        '{"1":1.5,"2":null}',
+        '[[{"at":"2024-01-02T03:04:05","ok":true,"gone":null}]]',
+        "[null]",  # not taken for rich markup, nor this column's text
+        "[true,false]",
+        "[bold]x[/bold]",
+    ]
+
+
 def test_verify_reproduces_a_recorded_result(btledger_home: Path) -> None:
     run = cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
     verdict = cli_json("verify", run["results"][0]["id"])
