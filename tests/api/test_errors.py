@@ -106,7 +106,10 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("GET", "/backtests", {"params": {"min_trades": "5.5"}}, 400, "min_trades"),  # a count, as in the CLI
     ("GET", "/backtests", {"params": {"min_trades": "-1"}}, 400, "min_trades"),
     ("GET", "/health", {"params": {"wait_for": "0.0"}}, 400, "wait_for"),
+    # every refusal of a header names it as sent, not as the handler's argument (`last_event_id`)
     ("GET", "/jobs/not-a-job/events", {"headers": {"Last-Event-ID": "1.0"}}, 400, "Last-Event-ID"),
+    ("GET", "/jobs/not-a-job/events", {"headers": {"Last-Event-ID": "-1"}}, 400, "Last-Event-ID"),
+    ("GET", "/jobs/not-a-job/events", {"headers": {"Last-Event-ID": "-99999999999999999999"}}, 400, "Last-Event-ID"),
     ("GET", "/rankings/robust", {"params": {"as_of": "last tuesday"}}, 400, "as_of"),
     ("GET", "/rankings/robust", {"params": {"as_of": "2020-01-01T00:00:00"}}, 400, "as_of"),
     ("GET", "/health", {"params": {"wait_for": 10**9}}, 400, "wait_for"),

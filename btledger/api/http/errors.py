@@ -16,6 +16,7 @@ from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 from pydantic import BaseModel, ValidationError
 
+from btledger.api.http.query import client_name
 from btledger.domain.errors import Conflict, InvalidInput, NotFound
 from btledger.engine.errors import SpecError
 from btledger.projections.readmodel import damage_in
@@ -55,10 +56,10 @@ def _conflict(_: Request[Any, Any, Any], exc: Conflict) -> Response[ErrorBody]:
     return error_response(409, str(exc), exc.field)
 
 
-def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
     """Litestar's parameter and body validation: report the first problem and its field."""
     first: dict[str, Any] = exc.extra[0] if isinstance(exc.extra, list) and exc.extra else {}
-    key = first.get("key")
+    key = client_name(request.route_handler, first["key"]) if "key" in first else None
     field = (key if key != "data" else None) or _model_level_field(exc) or "body"  # `data` is the body itself
     detail = str(first.get("message") or exc.detail).removeprefix("Value error, ")
     if field == "body" and detail == "'data'":  # Litestar's words for a request without a body

@@ -27,12 +27,25 @@ def _parameters(handler: HTTPRouteHandler, where: ParamType) -> dict[str, FieldD
     """
     dependencies = handler.resolve_dependencies()
     return {
-        parameter.kwarg_definition.name or name: parameter
+        _client_name(name, parameter): parameter
         for name, parameter in handler.parsed_fn_signature.parameters.items()
         if isinstance(parameter.kwarg_definition, ParameterKwarg)
         and parameter.kwarg_definition.param_type == where
         and name not in dependencies
     }
+
+
+def _client_name(name: str, parameter: FieldDefinition) -> str:
+    """The name a client gives the handler's argument `name`: the one it declares (`Last-Event-ID`), else its own."""
+    declared = parameter.kwarg_definition
+    return (declared.name if isinstance(declared, ParameterKwarg) else None) or name
+
+
+def client_name(handler: HTTPRouteHandler, key: str) -> str:
+    """`key` of a Litestar validation error as the client wrote it: Litestar names the handler's argument
+    (`last_event_id`), not the header or query parameter it reads (`Last-Event-ID`)."""
+    parameter = handler.parsed_fn_signature.parameters.get(key)
+    return key if parameter is None else _client_name(key, parameter)
 
 
 def _is_whole_number(parameter: FieldDefinition) -> bool:
