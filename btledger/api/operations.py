@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from btledger import bootstrap
@@ -202,7 +203,7 @@ DEMO_BATCH: dict[str, Any] = {
 def demo(workers: int | None = None) -> None:
     """Run the demo batch (skipping what exists), then show the ranking, a search, a plot and next steps."""
     console = render.console
-    console.print(f"[bold]btledger demo[/bold] — data directory {home()}", highlight=False)
+    console.print(f"[bold]btledger demo[/bold] — data directory {escape(str(home()))}", highlight=False)
     report = run_batch_with_progress(DEMO_BATCH, workers=workers, quiet=False)
     summary = report.summary
     console.print(
@@ -225,9 +226,9 @@ def demo(workers: int | None = None) -> None:
     best = ranking[0] if ranking else (page["items"][0] if page["items"] else None)
     if best is not None:
         try:  # the file GET /backtests/{id}/plot serves
-            console.print(f"plot of the best result: {plot(best['id'])['path']}", highlight=False)
+            console.print(f"plot of the best result: {plot(best['id'])['path']}", highlight=False, markup=False)
         except Conflict as error:  # its inputs changed since the ledger recorded it: the rest still applies
-            console.print(f"no plot of the best result: {error}", highlight=False)
+            console.print(f"no plot of the best result: {error}", highlight=False, markup=False)
         short = best["id"][:8]
         console.print(
             "\n[bold]next[/bold]\n"

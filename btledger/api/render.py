@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -122,9 +123,11 @@ def print_progress_line(event: dict[str, Any]) -> None:
     notes = [event["message"]] if event.get("message") else []
     if cancelled := event.get("margin_cancelled_orders"):
         notes.append(f"{cancelled} order{'s' if cancelled > 1 else ''} cancelled for margin")
-    note = "".join(f" — {text}" for text in notes)
+    # Escaped: an error's text is anyone's (`[/x]` in it made rich raise instead of printing the line).
+    note = escape("".join(f" — {text}" for text in notes))
     err_console.print(
-        f"[{style}]{event['status']:>8}[/{style}] {where} [dim]{str(event['id'])[:8]}[/dim]{note}", highlight=False
+        f"[{style}]{event['status']:>8}[/{style}] {escape(where)} [dim]{str(event['id'])[:8]}[/dim]{note}",
+        highlight=False,
     )
 
 

@@ -355,6 +355,15 @@ def test_a_user_strategy_documenting_its_parameters_loads(btledger_home: Path, u
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.parametrize("user_strategy", ["FailsWithMarkup"], indirect=True)
+def test_a_failure_whose_message_looks_like_markup_is_printed_as_it_is(btledger_home: Path, user_strategy: str) -> None:
+    """rich raised on the `[/x]` of an error's text instead of printing the run's progress line."""
+    result = cli("run", *run_args(strategy=user_strategy), "--workers", "1")
+    assert result.exit_code == 1, result.output  # failed, recorded, printed
+    [line] = [line for line in result.stderr.splitlines() if "failed" in line]
+    assert line.endswith("ValueError: [/x] closes no tag, [bold]y[/bold] opens one"), line
+
+
 def test_strategies_lists_each_parameter_with_its_default_and_valid_values(user_strategy: str) -> None:
     listed = {listing["name"]: listing for listing in cli_json("strategies")}
     assert set(listed) == {"SmaCross", "DonchianBreakout", "RsiMeanReversion", "RandomTrader", user_strategy}

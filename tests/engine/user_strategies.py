@@ -1,8 +1,9 @@
 """Strategies as a user writes them, registered in tests through a `btledger.strategies` entry point.
 
-`Plain` declares no bounds (as every strategy did before they existed); `Documented` documents its
-parameters in their metadata and `Coded` declares a text's format; the others declare bounds, formats or
-rules that cannot apply, which the registry must refuse rather than ignore.
+`Plain` declares no bounds (as every strategy did before they existed); `FailsWithMarkup` fails with an
+error that looks like rich markup; `Documented` documents its parameters in their metadata and `Coded`
+declares a text's format; the others declare bounds, formats or rules that cannot apply, which the
+registry must refuse rather than ignore.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ class Plain(Strategy):
             self.buy()
         elif not above and self.position:
             self.position.close()
+
+
+class FailsWithMarkup(Strategy):
+    """Raises an error whose text looks like rich markup, as any library's message may."""
+
+    def init(self) -> None:
+        raise ValueError("[/x] closes no tag, [bold]y[/bold] opens one")
+
+    def next(self) -> None:
+        pass
 
 
 class _Declared(Strategy):
