@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -547,6 +548,31 @@ def test_the_readme_plan_example_runs(btledger_home: Path, tmp_path: Path) -> No
     plan.write_text(example)
     report = cli_json("run", "--plan", str(plan), "--workers", "2")
     assert report["summary"] == {"recorded": 12, "skipped": 0, "failed": 0}
+
+
+def test_a_change_made_while_an_announced_server_does_not_answer_is_recorded_and_shown_later(
+    btledger_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from btledger.api.client import remove_server_file, write_server_file
+
+    recorded = cli_json("run", *EURUSD, "--timeframe", "H4", "--workers", "1")["results"][0]
+    with socket.socket() as probe:  # a port that nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    write_server_file(btledger_home, "127.0.0.1", port)  # announced by this process, which is alive
+    before = event_count(btledger_home)
+
+    favorite = cli("favorite", recorded["id"], "--json")
+    rank = cli("rank")
+
+    assert favorite.exit_code == 0, favorite.output
+    assert json.loads(favorite.stdout)["favorite"] is True
+    assert event_count(btledger_home) == before + 1
+    unanswered = f"the server at http://127.0.0.1:{port} does not answer"
+    assert f"recorded; the read model shows it once the server catches up ({unanswered}" in caplog.text
+    assert rank.exit_code == 1 and f"error: {unanswered}" in rank.stderr
+    remove_server_file(btledger_home)
+    assert [item["id"] for item in cli_json("search", "--favorites")["items"]] == [recorded["id"]]
 
 
 def test_changes_made_while_another_process_holds_the_read_model_are_recorded_and_shown_later(

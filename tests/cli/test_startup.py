@@ -1,6 +1,7 @@
 """What a CLI command imports before it runs: the commands that only read or mark results must not pay
 for backtesting.py and bokeh (≈ 1.2 s of imports, which `btledger history` used to spend on every call),
-nor for pandas (≈ 0.3 s, which pyarrow imported when the catch-up after `btledger favorite` built its rows)."""
+nor for pandas (≈ 0.3 s, which pyarrow imported when the catch-up after `btledger favorite` built its rows),
+nor for httpx (≈ 35 ms) when no server runs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from btledger import bootstrap
 from btledger.engine import run_backtest
 from btledger.engine.result import RunSpec
 
-HEAVY = ("backtesting", "bokeh", "pandas")
+HEAVY = ("backtesting", "bokeh", "pandas", "httpx")
 
 
 def _imported_after(statement: str) -> list[str]:
@@ -43,7 +44,8 @@ def test_validating_a_batch_loads_the_strategies() -> None:
 def test_decisions_and_their_catch_ups_import_no_pandas(btledger_home: Path) -> None:
     # A result recorded by another process: the first decision's catch-up projects it with its trades (a new
     # read model, its timeframes too), the next ones close its current version. pyarrow imports pandas the
-    # first time `pa.array` converts a list; the projector builds its Arrow tables without it.
+    # first time `pa.array` converts a list; the projector builds its Arrow tables without it. No server
+    # runs, so no HTTP client is made.
     spec = RunSpec("SmaCross", "GOOG", "D1", 1.0, date(2008, 1, 1), date(2012, 1, 1), 100_000.0)
     outcome = run_backtest(spec)
     recorded = bootstrap.open_ledger().record_outcome(spec, outcome, new=True)
