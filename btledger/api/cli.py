@@ -123,7 +123,9 @@ def run(
     date_to: Annotated[str | None, typer.Option("--to", help="Last day (exclusive), YYYY-MM-DD.")] = None,
     cash: Annotated[float | None, typer.Option("--cash", help="Initial cash (default: settings).")] = None,
     method: Annotated[str | None, typer.Option(help="Method label, part of the key [default: pa].")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Strategy parameter NAME=VALUE.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Strategy parameter NAME=VALUE, read as its type (repeatable).")
+    ] = None,
     rerun: Annotated[bool, typer.Option("--rerun", help="Record a new result even where one exists.")] = False,
     plot: Annotated[str | None, typer.Option(help="none | temp | persist [default: none]")] = None,
     plan: Annotated[
@@ -142,6 +144,7 @@ def run(
     Exits 1 when a combination failed (its error is recorded; the next run of the batch tries it again).
     """
     from btledger.api import operations
+    from btledger.domain.commands import params_from_text
 
     flags = {
         "strategy": strategy,
@@ -175,7 +178,7 @@ def run(
                 "date_to": _parse_date("date_to", date_to),
                 "initial_cash": cash,
                 "method": method,
-                "params": _parse_params(param or []),
+                "params": params_from_text(strategy, _parse_params(param or [])),
                 "rerun": rerun,
                 "plot": plot,
             }
@@ -194,25 +197,17 @@ def _parse_number(field: str, text: str) -> float:
         fail(f"{field}: expected a number, got {text!r}", 2)
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+def _parse_params(items: list[str]) -> dict[str, str]:
+    """`--param NAME=VALUE` flags as texts by name; each is typed by its strategies (`params_from_text`)."""
+    params: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():
             fail(f"param: expected NAME=VALUE with NAME an identifier, got {item!r}", 2)
         if name in params:  # a batch takes one value per parameter; the last one winning hid the first
             fail(f"param: {name} is given twice", 2)
-        params[name] = _scalar(value)
+        params[name] = value
     return params
-
-
-def _scalar(text: str) -> Any:
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 IdArgument = Annotated[str, typer.Argument(help="Backtest id or a unique prefix of it.")]

@@ -198,6 +198,32 @@ class RunBatch(_Command):
         ]
 
 
+def params_from_text(strategies: Sequence[str], texts: dict[str, str]) -> dict[str, JsonScalar]:
+    """A batch's parameters given as text (`btledger run --param NAME=VALUE`), each read as the type the
+    batch's strategies declare for it (`StrategyEntry.param_from_text`): `hold_bars=5` is the text "5" for
+    RandomTrader, `n_fast=5` the number 5 for SmaCross. `RunBatch` then checks the values as it checks a
+    JSON body's; an unknown strategy, or a name none of the strategies has, is left for it to refuse.
+
+    Raises InvalidInput (`params`) when the text reads as different values for two of the strategies (a
+    text for one, a number for the other): a batch gives all its strategies one value.
+    """
+    known = set(strategy_names())
+    entries = [get_strategy(name) for name in dict.fromkeys(strategies) if name in known]
+    params: dict[str, JsonScalar] = {}
+    for key, text in texts.items():
+        readings = {entry.name: entry.param_from_text(key, text) for entry in entries if key in entry.params}
+        by_repr = {repr(value): name for name, value in readings.items()}  # by repr: two readings of "nan" agree
+        if len(by_repr) > 1:
+            (one, first), (other, second) = list(by_repr.items())[:2]
+            raise InvalidInput(
+                "params",
+                f"{key}={text} reads as {one} for {first} but as {other} for {second}: a batch gives its strategies "
+                "one value (run them as separate batches)",
+            )
+        params[key] = next(iter(readings.values()), text)
+    return params
+
+
 #: Most batches one plan may hold.
 MAX_PLAN_BATCHES = 1000
 #: Most combinations one batch or plan may hold: a few hours of backtests on a workstation. Each is

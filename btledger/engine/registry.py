@@ -72,6 +72,22 @@ class StrategyEntry:
                 raise SpecError("params", f"{self.name} must satisfy {rule}, got {given}")
         return resolved
 
+    def param_from_text(self, key: str, text: str) -> JsonScalar:
+        """`text` (a command line's `--param key=text`) read as parameter `key`'s type, its default's: a
+        number or true/false (in any case) when the default is one, else the text itself. A text that
+        spells no such value is returned as it is, for `resolve_params` to refuse naming the parameter."""
+        default = self.params[key]
+        if isinstance(default, bool):
+            return {"true": True, "false": False}.get(text.lower(), text)
+        if isinstance(default, int | float):
+            # int first, so that "5" stays whole; `_coerce` then makes it 5.0 for a float, and "5.0" 5 for an int
+            for convert in (int, float):
+                try:
+                    return convert(text)
+                except ValueError:
+                    pass
+        return text
+
     def describe_params(self) -> str:
         """The parameters for a person: each name, or its bound when it has one, then the rules
         (`atr_period >= 1, n_fast >= 1, ...; n_fast < n_slow`)."""
@@ -110,7 +126,9 @@ def _coerce(strategy: str, key: str, value: Any, default: JsonScalar) -> JsonSca
     else:
         ok = isinstance(value, kind)
     if not ok:
-        raise SpecError("params", f"{strategy}.{key} must be {kind.__name__}, got {value!r}")
+        # Only a typed input gets here with a non-text for a text: YAML and JSON read an unquoted 5 as a number.
+        hint = " (a plan or a JSON body gives a text in quotes)" if kind is str else ""
+        raise SpecError("params", f"{strategy}.{key} must be {kind.__name__}, got {value!r}{hint}")
     return value
 
 

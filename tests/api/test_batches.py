@@ -225,8 +225,21 @@ def test_a_bad_plan_is_a_400_naming_the_batch_and_nothing_runs(
             "params",
             "RandomTrader.hold_bars must be comma-separated whole numbers of bars ≥ 0, got '3, -1'",
         ),
+        (  # JSON types its values: unlike the CLI's text, 5 is a number
+            "/backtests",
+            {**BATCH, "strategies": ["RandomTrader"], "params": {"hold_bars": 5}},
+            "params",
+            "RandomTrader.hold_bars must be str, got 5 (a plan or a JSON body gives a text in quotes)",
+        ),
     ],
-    ids=["negative-window", "zero-stop", "slow-not-above-fast", "plan-rsi-above-100", "malformed-hold-list"],
+    ids=[
+        "negative-window",
+        "zero-stop",
+        "slow-not-above-fast",
+        "plan-rsi-above-100",
+        "malformed-hold-list",
+        "text-as-number",
+    ],
 )
 def test_a_parameter_outside_the_strategy_bounds_is_a_400_and_nothing_runs(
     client: Client, ledger: Ledger, path: str, body: dict[str, Any], field: str, detail: str

@@ -308,6 +308,15 @@ def run_args(**changes: str) -> list[str]:
             run_args(strategy="RandomTrader", param="hold_bars=3,x"),
             "params: RandomTrader.hold_bars must be comma-separated whole numbers of bars ≥ 0, got '3,x'",
         ),
+        # a text read as its parameter's type, refused when it is not one
+        (run_args(param="n_fast=abc"), "params: SmaCross.n_fast must be int, got 'abc'"),
+        (run_args(param="n_fast=1.5"), "params: SmaCross.n_fast must be int, got 1.5"),
+        (run_args(strategy="RandomTrader", param="exit_at_stop=yes"), "params: RandomTrader.exit_at_stop must be bool"),
+        # every strategy of a batch must have the parameter, as in a JSON body
+        (
+            [*run_args(strategy="RandomTrader", param="hold_bars=5"), "--strategy", "SmaCross"],
+            "params: unknown parameter 'hold_bars' for SmaCross",
+        ),
     ],
 )
 def test_bad_run_input_exits_2_naming_the_field_and_writes_nothing(
@@ -327,6 +336,19 @@ def test_parameters_on_the_edges_of_their_bounds_run(btledger_home: Path) -> Non
     assert edge["results"][0]["metrics"]["trades"] > 0
     history = cli_json("history", edge["results"][0]["id"])
     assert history[0]["payload"]["params"] == {"n_fast": 1, "n_slow": 2}
+
+
+def test_a_param_is_read_as_its_declared_type_so_one_hold_is_a_text(btledger_home: Path) -> None:
+    """`hold_bars=5` is RandomTrader's text "5", one hold of 5 bars: it was read as the number 5 and refused."""
+    args = run_args(strategy="RandomTrader", param="hold_bars=5")
+    ran = cli_json("run", *args, "--param", "exit_at_stop=false", "--workers", "1")  # no stop cuts a hold short
+    assert ran["summary"] == {"recorded": 1, "skipped": 0, "failed": 0}
+    identity = ran["results"][0]["id"]
+    assert cli_json("history", identity)[0]["payload"]["params"] == {"hold_bars": "5", "exit_at_stop": False}
+    trades = cli_json("trades", identity)
+    assert len(trades) > 10
+    holds = [trade["exit_bar"] - trade["entry_bar"] for trade in trades]
+    assert set(holds[:-1]) == {5} and holds[-1] <= 5  # the last one is closed where the data ends
 
 
 @pytest.fixture
@@ -354,6 +376,38 @@ def test_a_user_strategy_documenting_its_parameters_loads(btledger_home: Path, u
     assert listed[user_strategy]["bounds"] == {"window": "window >= 1"}
     result = cli("run", *run_args(param="n_fast=5"))  # any strategy's run loads every one
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("user_strategy", ["Documented"], indirect=True)
+def test_a_text_parameter_takes_text_that_looks_like_a_number_or_a_flag(
+    btledger_home: Path, user_strategy: str
+) -> None:
+    for text in ("5", "1.5", "true"):
+        ran = cli_json("run", *run_args(strategy=user_strategy, param=f"label={text}"), "--workers", "1")
+        assert ran["summary"] == {"recorded": 1, "skipped": 0, "failed": 0}
+        assert cli_json("history", ran["results"][0]["id"])[0]["payload"]["params"] == {"label": text}
+    typed = ["--param", "window=5", "--param", "threshold=2", "--param", "long_only=FALSE", "--param", "label=x"]
+    ran = cli_json("run", *run_args(strategy=user_strategy), *typed, "--workers", "1")
+    assert cli_json("history", ran["results"][0]["id"])[0]["payload"]["params"] == {
+        "window": 5,
+        "threshold": 2.0,
+        "long_only": False,
+    }
+
+
+@pytest.mark.parametrize("user_strategy", ["HeldBars"], indirect=True)
+def test_a_param_that_is_a_text_in_one_strategy_and_a_number_in_another_is_refused(
+    btledger_home: Path, user_strategy: str
+) -> None:
+    """A batch gives each of its strategies one value: no value is both the text "5" and the number 5."""
+    both = [*run_args(strategy="RandomTrader", param="hold_bars=5"), "--strategy", user_strategy]
+    result = cli("run", *both)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error: params: hold_bars=5 reads as '5' for RandomTrader but as 5 for HeldBars: a batch gives its "
+        "strategies one value (run them as separate batches)\n"
+    )
+    assert event_count(btledger_home) == 0
 
 
 @pytest.mark.parametrize("user_strategy", ["FailsWithMarkup"], indirect=True)
@@ -511,8 +565,24 @@ def test_deleting_a_combination_that_only_failed_stops_runs_retrying_it(btledger
             "batches[1].params: DonchianBreakout.entry_period must satisfy entry_period >= 1, got 0",
         ),
         ([], PLAN_YAML + PLAN_YAML.removeprefix("batches:\n"), "batches[2]: SmaCross EURUSD H4 risk 1 from"),
+        (
+            [],  # YAML types a plan's values, as JSON does a body's: a text is written in quotes
+            PLAN_YAML.replace("[DonchianBreakout]", "[RandomTrader]").replace(
+                "    risks: [1]\n", "    risks: [1]\n    params: {hold_bars: 5}\n"
+            ),
+            "batches[1].params: RandomTrader.hold_bars must be str, got 5 (a plan or a JSON body gives a text "
+            "in quotes)",
+        ),
     ],
-    ids=["plan-and-flags", "not-yaml", "dates", "ticker", "parameter-out-of-bounds", "repeated-combination"],
+    ids=[
+        "plan-and-flags",
+        "not-yaml",
+        "dates",
+        "ticker",
+        "parameter-out-of-bounds",
+        "repeated-combination",
+        "text-as-number",
+    ],
 )
 def test_a_bad_plan_exits_2_with_one_line_and_writes_nothing(
     btledger_home: Path, tmp_path: Path, args: list[str], plan_text: str, says: str

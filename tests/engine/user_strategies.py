@@ -1,9 +1,9 @@
 """Strategies as a user writes them, registered in tests through a `btledger.strategies` entry point.
 
 `Plain` declares no bounds (as every strategy did before they existed); `FailsWithMarkup` fails with an
-error that looks like rich markup; `Documented` documents its parameters in their metadata and `Coded`
-declares a text's format; the others declare bounds, formats or rules that cannot apply, which the
-registry must refuse rather than ignore.
+error that looks like rich markup; `Documented` documents its parameters in their metadata, `Coded`
+declares a text's format and `HeldBars` has RandomTrader's text `hold_bars` as a number; the others
+declare bounds, formats or rules that cannot apply, which the registry must refuse rather than ignore.
 """
 
 from __future__ import annotations
@@ -68,6 +68,10 @@ def parse_code(text: str) -> str:
 
 class Coded(_Declared):
     code: Annotated[str, "the desk", TextFormat("two capital letters", parse_code)] = "FX"
+
+
+class HeldBars(_Declared):
+    hold_bars = 3
 
 
 class DefaultOutOfBounds(_Declared):
