@@ -14,15 +14,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import duckdb
 import typer
 from typer.core import TyperGroup
 
 from btledger.api import render
 from btledger.config import MAX_WORKERS, ConfigError
 from btledger.domain.errors import Conflict, InvalidInput, LedgerError, NotFound
-from btledger.projections.queries import MAX_SQL_ROWS
-from btledger.projections.readmodel import ReadModelError, damage_in
+from btledger.projections.sql_values import MAX_SQL_ROWS
 
 
 class _OneLineErrors(TyperGroup):
@@ -64,6 +62,18 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _if_imported(module: str, name: str) -> tuple[type[Exception], ...]:
+    """The exception class `module.name` when `module` is imported, else none (`except ()` matches nothing).
+
+    DuckDB and the read model (with its projector and pyarrow) take ≈ 0.23 s to import, which commands that
+    never open the read model (`history`, `plot`, `strategies`, `--help`) would pay for their error
+    mapping alone. An error of a module never imported cannot have been raised, so looking its class up
+    when an error arrives maps every error exactly as importing the module up front did.
+    """
+    error = getattr(sys.modules.get(module), name, None)
+    return (error,) if error is not None else ()
+
+
 @contextmanager
 def errors_to_exit_codes() -> Iterator[None]:
     """Map domain errors to the CLI contract: bad input → 2, anything else → 1, one line each."""
@@ -75,7 +85,7 @@ def errors_to_exit_codes() -> Iterator[None]:
         fail(str(exc), 2 if isinstance(exc, NotFound) else 1)
     except ConfigError as exc:
         fail(f"config: {exc}", 1)
-    except ReadModelError as exc:
+    except _if_imported("btledger.projections.readmodel", "ReadModelError") as exc:
         fail(str(exc), 1)
     except LedgerError as exc:
         fail(str(exc), 1)
@@ -84,7 +94,9 @@ def errors_to_exit_codes() -> Iterator[None]:
         fail(str(exc), 2)
     except OSError as exc:  # e.g. `export --parquet` to a path that cannot be a directory: a line, not a traceback
         fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc), 1)
-    except duckdb.Error as exc:
+    except _if_imported("duckdb", "Error") as exc:
+        from btledger.projections.readmodel import damage_in
+
         if (damage := damage_in(exc)) is None:
             raise
         fail(f"the read model file is damaged ({damage}); `btledger rebuild` builds it again from the ledger", 1)

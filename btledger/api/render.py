@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from btledger.projections.queries import jsonable
+from btledger.projections.sql_values import jsonable
 
 # Piped output gets a wide console: tables are for reading, and rich would otherwise wrap at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)

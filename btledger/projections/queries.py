@@ -31,22 +31,19 @@ How the ranking and the search stay fast (a search over 100k results went from 3
 
 from __future__ import annotations
 
-import base64
 import functools
 import math
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import datetime
 from typing import Any, NamedTuple
-from uuid import UUID
 
 import duckdb
 import msgspec
-from pydantic import TypeAdapter
 
 from btledger.domain.errors import InvalidInput
 from btledger.engine.result import METRIC_COLUMNS
 from btledger.projections import schema as s
 from btledger.projections.sql_guard import outside_access
+from btledger.projections.sql_values import jsonable
 
 
 def select_list(table: s.Table, alias: str | None = None, only: tuple[str, ...] | None = None) -> str:
@@ -76,42 +73,6 @@ _BACKTEST_COLUMNS_B = select_list(s.BACKTESTS, "b")
 SORTABLE = frozenset(
     (*METRIC_COLUMNS, "strategy", "ticker", "timeframe", "risk", "date_from", "date_to", "initial_cash", "recorded_at")
 )
-
-
-#: ISO 8601 durations, as the API wrote them before intervals were rendered here.
-_DURATION = TypeAdapter(timedelta)
-
-
-def jsonable(value: Any) -> Any:
-    """A DuckDB value of analyst SQL as JSON's own types (str, int, float, bool, None, list, dict of str),
-    so that every encoder writes it alike: the CLI's `json` locally and the API's through a server.
-
-    BLOB: base64. INTERVAL: an ISO 8601 duration (DuckDB's Python client counts a month as 30 days).
-    Times and dates: ISO 8601. DECIMAL: float. NaN and ±inf: null. A MAP's keys: their JSON text.
-    """
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, dict):
-        return {_json_key(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, timedelta):
-        return _DURATION.dump_python(value, mode="json")
-    return value
-
-
-def _json_key(key: Any) -> str:
-    """A MAP key as an object key: text as it is, anything else as its JSON (`true`, not Python's `True`)."""
-    rendered = jsonable(key)
-    return rendered if isinstance(rendered, str) else msgspec.json.encode(rendered).decode()
 
 
 @functools.lru_cache(maxsize=256)
@@ -429,10 +390,6 @@ class SqlResult(NamedTuple):
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
-
-
-#: Most rows one SQL answer may hold, from the CLI or the API alike (more: `btledger export --parquet`).
-MAX_SQL_ROWS = 100_000
 
 
 def run_sql(cur: duckdb.DuckDBPyConnection, sql: str, max_rows: int = 10_000) -> SqlResult:

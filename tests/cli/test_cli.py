@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
@@ -645,18 +646,15 @@ def test_a_change_made_while_an_announced_server_does_not_answer_is_recorded_and
     assert [item["id"] for item in cli_json("search", "--favorites")["items"]] == [recorded["id"]]
 
 
-def test_changes_made_while_another_process_holds_the_read_model_are_recorded_and_shown_later(
-    btledger_home: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The ledger is the truth: a change appended while another process owns the DuckDB file succeeds
-    (exit 0, its output, a warning on stderr) and the read model shows it at its next catch-up."""
-    recorded = cli_json("run", *EURUSD, "--timeframe", "H4", "--workers", "1")["results"][0]
+@contextmanager
+def holding_the_read_model(home: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process that owns the read model's DuckDB file until the block ends."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready'); input()",
-            str(btledger_home / "readmodel.duckdb"),
+            str(home / "readmodel.duckdb"),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -664,11 +662,21 @@ def test_changes_made_while_another_process_holds_the_read_model_are_recorded_an
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        yield holder
+    finally:
+        holder.communicate("\n", timeout=30)
+
+
+def test_changes_made_while_another_process_holds_the_read_model_are_recorded_and_shown_later(
+    btledger_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ledger is the truth: a change appended while another process owns the DuckDB file succeeds
+    (exit 0, its output, a warning on stderr) and the read model shows it at its next catch-up."""
+    recorded = cli_json("run", *EURUSD, "--timeframe", "H4", "--workers", "1")["results"][0]
+    with holding_the_read_model(btledger_home) as holder:
         before = event_count(btledger_home)
         favorite = cli("favorite", recorded["id"], "--json")
         run = cli("run", *EURUSD, "--timeframe", "D1", "--workers", "1", "--json")
-    finally:
-        holder.communicate("\n", timeout=30)
     assert favorite.exit_code == 0, favorite.output
     assert json.loads(favorite.stdout)["favorite"] is True
     assert run.exit_code == 0, run.output
@@ -679,6 +687,18 @@ def test_changes_made_while_another_process_holds_the_read_model_are_recorded_an
     shown = cli_json("search", "--favorites")
     assert [item["id"] for item in shown["items"]] == [recorded["id"]]
     assert cli_json("search")["total"] == 2
+
+
+def test_a_read_while_another_process_holds_the_read_model_fails_in_one_line(btledger_home: Path) -> None:
+    """In a process of its own: the CLI maps the read model's errors without importing it up front, so only
+    a fresh interpreter shows that the mapping still finds them (this one imported the read model)."""
+    cli_json("run", *EURUSD, "--timeframe", "H4", "--workers", "1")
+    with holding_the_read_model(btledger_home) as holder:
+        rank = subprocess.run([sys.executable, "-m", "btledger", "rank"], capture_output=True, text=True, timeout=120)
+    assert rank.returncode == 1 and rank.stdout == "", rank.stderr
+    [line] = rank.stderr.splitlines()
+    path = btledger_home / "readmodel.duckdb"
+    assert line.startswith(f"error: The read model {path} is in use by process {holder.pid}"), line
 
 
 def test_run_says_how_many_orders_the_broker_cancelled_for_margin_instead_of_warning_of_each(

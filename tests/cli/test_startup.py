@@ -1,7 +1,9 @@
 """What a CLI command imports before it runs: the commands that only read or mark results must not pay
 for backtesting.py and bokeh (≈ 1.2 s of imports, which `btledger history` used to spend on every call),
 nor for pandas (≈ 0.3 s, which pyarrow imported when the catch-up after `btledger favorite` built its rows),
-nor for httpx (≈ 35 ms) when no server runs."""
+nor for httpx (≈ 35 ms) when no server runs; and the commands that never open the read model must not pay
+for DuckDB (≈ 80 ms) nor for the read model's projector and pyarrow (≈ 160 ms), which the CLI's error
+mapping imported for every command."""
 
 from __future__ import annotations
 
@@ -18,13 +20,31 @@ from btledger.engine import run_backtest
 from btledger.engine.result import RunSpec
 
 HEAVY = ("backtesting", "bokeh", "pandas", "httpx")
+READ_MODEL = ("duckdb", "pyarrow", "btledger.projections.readmodel")
 
 
-def _imported_after(statement: str) -> list[str]:
-    """The HEAVY modules a fresh interpreter holds after running `statement`."""
-    probe = f"import json, sys; {statement}; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+def _imported_after(statement: str, modules: tuple[str, ...] = HEAVY) -> list[str]:
+    """The `modules` a fresh interpreter holds after running `statement`."""
+    probe = f"import json, sys; {statement}; print(json.dumps([m for m in {modules!r} if m in sys.modules]))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.splitlines()[-1])
+
+
+def _imported_by_commands(commands: list[list[str]], modules: tuple[str, ...] = HEAVY) -> list[str]:
+    """The `modules` a fresh interpreter holds after running `commands`, each of which must exit 0."""
+    statement = "from btledger.api.cli import app; " + "; ".join(
+        f"assert not app({command!r}, standalone_mode=False), {command!r}" for command in commands
+    )
+    return _imported_after(statement, modules)
+
+
+def _recorded_result() -> tuple[str, int]:
+    """A result recorded in the ledger with no read model made: its id and its number of trades."""
+    spec = RunSpec("SmaCross", "GOOG", "D1", 1.0, date(2008, 1, 1), date(2012, 1, 1), 100_000.0)
+    outcome = run_backtest(spec)
+    recorded = bootstrap.open_ledger().record_outcome(spec, outcome, new=True)
+    assert recorded is not None
+    return str(recorded[0]), len(outcome.trades["size"])
 
 
 def test_the_cli_and_its_operations_import_no_engine() -> None:
@@ -46,25 +66,34 @@ def test_decisions_and_their_catch_ups_import_no_pandas(btledger_home: Path) -> 
     # read model, its timeframes too), the next ones close its current version. pyarrow imports pandas the
     # first time `pa.array` converts a list; the projector builds its Arrow tables without it. No server
     # runs, so no HTTP client is made.
-    spec = RunSpec("SmaCross", "GOOG", "D1", 1.0, date(2008, 1, 1), date(2012, 1, 1), 100_000.0)
-    outcome = run_backtest(spec)
-    recorded = bootstrap.open_ledger().record_outcome(spec, outcome, new=True)
-    assert recorded is not None
-    identity = str(recorded[0])
-    commands = [["favorite", identity], ["delete", identity], ["restore", identity]]
-    statement = "from btledger.api.cli import app; " + "; ".join(
-        f"app({command!r}, standalone_mode=False)" for command in commands
-    )
+    identity, trade_count = _recorded_result()
 
-    assert _imported_after(statement) == []
+    assert _imported_by_commands([["favorite", identity], ["delete", identity], ["restore", identity]]) == []
 
     # The catch-ups did write: the vacuous pass (nothing projected) would leave these empty.
     with duckdb.connect(str(btledger_home / "readmodel.duckdb"), read_only=True) as con:
         count = "SELECT count(*) FROM backtests WHERE id = ? AND favorite"
         assert con.execute(count, [identity]).fetchone() == (1,)
         trades = con.execute("SELECT count(*) FROM trades WHERE backtest_id = ?", [identity]).fetchone()
-        assert trades == (len(outcome.trades["size"]),)
+        assert trades == (trade_count,)
         versions = "SELECT count(*), count(valid_to) FROM backtest_versions WHERE id = ?"
         assert con.execute(versions, [identity]).fetchone() == (4, 3)  # recorded, favourite, deleted, restored
         events = con.execute("SELECT list(event_type ORDER BY position) FROM ledger_events").fetchone()
         assert events == (["Registered", "ResultRecorded", "FavoriteToggled", "Deleted", "Restored"],)
+
+
+def test_commands_that_never_open_the_read_model_import_neither_duckdb_nor_pyarrow(btledger_home: Path) -> None:
+    identity, _ = _recorded_result()
+
+    assert _imported_by_commands([["history", identity, "--json"]], READ_MODEL) == []
+    assert _imported_by_commands([["--help"]], READ_MODEL) == []
+    # The read model was never made: `history` read the ledger alone.
+    assert not (btledger_home / "readmodel.duckdb").exists()
+
+
+def test_engine_commands_that_never_open_the_read_model_import_no_duckdb(btledger_home: Path) -> None:
+    # They import backtesting.py, whose pandas imports pyarrow: DuckDB and the read model are theirs to skip.
+    identity, _ = _recorded_result()
+    for command in (["strategies", "--json"], ["verify", identity, "--json"], ["plot", identity, "--json"]):
+        assert _imported_by_commands([command], ("duckdb", "btledger.projections.readmodel")) == [], command
+    assert not (btledger_home / "readmodel.duckdb").exists()

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from btledger.api.http.jobs import JobStatus
 from btledger.domain.batch import Status
 from btledger.projections import schema as s
-from btledger.projections.queries import MAX_SQL_ROWS, SORTABLE
+from btledger.projections.queries import SORTABLE
+from btledger.projections.sql_values import MAX_SQL_ROWS
 
 _PYTHON_TYPES: dict[str, Any] = {
     "VARCHAR": str,
