@@ -28,7 +28,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, get_args, get_origin
 
 from annotated_types import DocInfo, Ge, GroupedMetadata, Gt, Le, Lt
 
@@ -36,6 +36,9 @@ from btledger.engine.result import JsonScalar
 
 if TYPE_CHECKING:
     from backtesting import Strategy
+
+#: What a text format's `parse` reads a text as.
+T = TypeVar("T")
 
 #: The comparisons a rule may use.
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
@@ -79,14 +82,17 @@ class Bound:
 
 
 @dataclass(frozen=True)
-class TextFormat:
+class TextFormat(Generic[T]):
     """`Annotated` metadata declaring the format of a text parameter: `parse` is the function the strategy
     reads the text with, raising `ValueError` for a malformed one, so the check before a run and the
     strategy's own reading are one rule; `description` says what it takes, after "must be" ("comma-separated
-    whole numbers of bars ≥ 0")."""
+    whole numbers of bars ≥ 0"). `format`, when given, writes what `parse` read back as text: its output is
+    the canonical text of a value, which a result's key holds, so that texts read alike (" 3, 12" and "3,12")
+    name one run; without it a text is held as written."""
 
     description: str
-    parse: Callable[[str], object]
+    parse: Callable[[str], T]
+    format: Callable[[T], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class Format:
     """The format of one text parameter, as its `TextFormat` declares it."""
 
     name: str
-    text_format: TextFormat
+    text_format: TextFormat[Any]
 
     def admits(self, value: str) -> bool:
         """Whether the strategy's own parser reads `value`."""
@@ -103,6 +109,11 @@ class Format:
         except ValueError:
             return False
         return True
+
+    def canonical(self, value: str) -> str:
+        """The text a key holds for `value`, an admitted one: its format's writing of what `parse` reads."""
+        text_format = self.text_format
+        return value if text_format.format is None else text_format.format(text_format.parse(value))
 
     @property
     def requirement(self) -> str:

@@ -26,7 +26,7 @@ from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from btledger.engine.errors import SpecError
-from btledger.engine.param_bounds import Constraint, Rule, declared_bounds, declared_rules
+from btledger.engine.param_bounds import Constraint, Format, Rule, declared_bounds, declared_rules
 from btledger.engine.result import JsonScalar
 
 if TYPE_CHECKING:
@@ -107,10 +107,18 @@ class StrategyEntry:
 
     def key_params(self, overrides: dict[str, JsonScalar]) -> dict[str, JsonScalar]:
         """The overrides that change a run, as a result's key holds them: each coerced to its default's
-        type, those equal to their default left out. So `{}`, `{"n_fast": 12}` (the default) and
-        `{"sl_atr": 2}` for `2.0` name one run, and one id. Raises as `resolve_params`."""
+        type, a text in the canonical form its format declares, those equal to their default left out. So
+        `{}`, `{"n_fast": 12}` (the default) and `{"sl_atr": 2}` for `2.0` name one run, and one id, as
+        RandomTrader's `{"hold_bars": " 3, 12"}` and `{"hold_bars": "3,12"}` do. Raises as `resolve_params`."""
         resolved = self.resolve_params(overrides)
-        return {key: resolved[key] for key in overrides if resolved[key] != self.params[key]}
+        key: dict[str, JsonScalar] = {}
+        for name in overrides:
+            value, default = resolved[name], self.params[name]
+            if isinstance(bound := self.bounds.get(name), Format):
+                value, default = bound.canonical(str(value)), bound.canonical(str(default))
+            if value != default:
+                key[name] = value
+        return key
 
 
 def _coerce(strategy: str, key: str, value: Any, default: JsonScalar) -> JsonScalar:

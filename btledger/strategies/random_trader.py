@@ -35,7 +35,7 @@ class RandomTrader(RiskSizedStrategy):
     avg_position_hold: Annotated[float, Ge(0)] = 2.0
     std_position_hold: Annotated[float, Ge(0)] = 1.5
     # The registry checks a value with the parser `init` reads it with: a malformed one is refused before a run.
-    hold_bars: Annotated[str, TextFormat(_HOLD_BARS, parse_hold_bars)] = ""
+    hold_bars: Annotated[str, TextFormat(_HOLD_BARS, parse_hold_bars, format_hold_bars)] = ""
     atr_period: Annotated[int, Ge(1)] = 14
     sl_atr: Annotated[float, Gt(0)] = 1.5
     exit_at_stop: bool = True
@@ -73,3 +73,8 @@ def parse_hold_bars(text: str) -> np.ndarray:
     if not all(re.fullmatch("[0-9]+", item) for item in items):  # not isdigit(): "²" is a digit to it
         raise ValueError(f"hold_bars: expected {_HOLD_BARS}, got {text!r}")
     return np.array([int(item) for item in items], dtype=np.int64)
+
+
+def format_hold_bars(holds: np.ndarray) -> str:
+    """The canonical text of holding periods read by `parse_hold_bars`: "3,12" for " 03, 12"."""
+    return ",".join(map(str, holds.tolist()))

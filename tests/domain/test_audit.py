@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from btledger.domain.audit import verify
+from btledger.domain.backtest import backtest_id
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine import SpecError, run_backtest
 from btledger.engine.result import RunSpec
@@ -61,3 +62,18 @@ def test_the_count_of_orders_cancelled_for_margin_is_verified_when_the_result_ha
     unknown = verify(ledger, ledger.record_outcome(CANCELLING, uncounted)[0], run_backtest)
     assert (unknown.verdict, unknown.mismatches) == ("reproduced", [])
     assert unknown.metrics_checked == len(outcome.metrics) + len(outcome.trade_performance)
+
+
+def test_a_result_recorded_with_a_text_in_another_spelling_keeps_its_key(ledger: Ledger) -> None:
+    """Recorded before keys held a text's canonical form: its key and id stay, and it is still found and verified."""
+    spelt = RunSpec(
+        "RandomTrader", "GOOG", "D1", 1.0, date(2010, 1, 1), date(2013, 1, 1), 100_000.0, params={"hold_bars": " 3, 12"}
+    )
+    identity, _ = ledger.record_outcome(spelt, run_backtest(spelt))
+    found = ledger.find(spelt)
+    assert found is not None and found.id == identity and found.spec == spelt
+    assert verify(ledger, identity, run_backtest).verdict == "reproduced"
+    # The key a batch gives it now is another one, not yet recorded; both spellings trade alike.
+    canonical = dataclasses.replace(spelt, params={"hold_bars": "3,12"})
+    assert backtest_id(canonical) != identity and ledger.find(canonical) is None
+    assert run_backtest(canonical).trades == ledger.get(identity).outcome.trades

@@ -191,6 +191,20 @@ def test_a_run_given_its_default_parameters_is_skipped(ledger: Ledger, btledger_
     assert (again.status, again.id) == ("skipped", first.id)
 
 
+def test_a_text_spelt_another_way_names_the_same_run(ledger: Ledger, btledger_home: Path) -> None:
+    """RandomTrader's hold_bars "3,12" and " 03, 12 " are the same holds: one key ("3,12"), one id, one result."""
+    base = {**BATCH, "strategies": ["RandomTrader"], "tickers": ["EURUSD"], "timeframes": ["D1"]}
+    with WorkerPool(1) as pool:
+        (first,) = run_batches(
+            ledger, [parse(RunBatch, {**base, "params": {"hold_bars": "3,12"}})], pool, btledger_home
+        ).results
+        spelt = parse(RunBatch, {**base, "params": {"hold_bars": " 03, 12 "}})
+        (again,) = run_batches(ledger, [spelt], pool, btledger_home).results
+    assert first.status == "recorded"
+    assert (again.status, again.id) == ("skipped", first.id)
+    assert ledger.get(first.id).spec.params == {"hold_bars": "3,12"}
+
+
 def test_a_batch_of_more_combinations_than_a_run_takes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(commands, "MAX_COMBINATIONS", 15)
     assert parse(RunBatch, {**BATCH, "risks": [1, 1.0]}).combinations == 8  # 2 × 2 × 2 × 1: 1 and 1.0 are one risk

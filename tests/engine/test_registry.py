@@ -148,7 +148,16 @@ def test_values_on_the_edges_of_the_bounds_are_accepted() -> None:
     }
     random_edges = {"prob_trade": 1.0, "prob_long": 0.0, "avg_position_hold": 0.0, "std_position_hold": 0.0, "seed": 0}
     assert get_strategy("RandomTrader").key_params(random_edges) == random_edges
-    assert get_strategy("RandomTrader").key_params({"hold_bars": " 0 , 12"}) == {"hold_bars": " 0 , 12"}
+
+
+def test_a_key_holds_a_text_in_the_canonical_form_its_format_declares() -> None:
+    """As a number is held in its default's type: the same holds spelt another way name one run."""
+    random_trader = get_strategy("RandomTrader")
+    for spelt in ("3,12", " 3, 12", "03 ,012 ", "3,\t12"):
+        assert random_trader.key_params({"hold_bars": spelt}) == {"hold_bars": "3,12"}, spelt
+    assert random_trader.key_params({"hold_bars": "12,3"}) == {"hold_bars": "12,3"}  # the order is drawn from
+    assert random_trader.key_params({"hold_bars": " 0 , 12"}) == {"hold_bars": "0,12"}
+    assert random_trader.key_params({"hold_bars": " "}) == {}  # no holds: the default, ""
 
 
 def test_a_texts_format_is_checked_by_the_parser_the_strategy_reads_it_with() -> None:
