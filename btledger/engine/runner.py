@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 import warnings
 from functools import cache
+from html import escape
 from importlib.metadata import version
 from pathlib import Path
 
@@ -38,6 +40,24 @@ from btledger.engine.sizing import RiskSizedStrategy
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that decide a result."""
     return {name: version(name) for name in ("backtesting", "pandas", "numpy", "scipy", "btledger")}
+
+
+def plot_title(spec: RunSpec) -> str:
+    """The title of a run's plot: `SmaCross(n_fast=5) EURUSD H1 risk 1.0 2017-04-19→2018-02-08 — btledger`."""
+    params = ", ".join(f"{name}={value}" for name, value in sorted(spec.params.items()))
+    return (
+        f"{spec.strategy}{f'({params})' if params else ''} {spec.ticker} {spec.timeframe} risk {float(spec.risk)} "
+        f"{spec.date_from}→{spec.date_to} — btledger"
+    )
+
+
+def _retitle(path: Path, title: str) -> None:
+    """Give the HTML file `path` the <title> `title`. backtesting.py's `plot` takes no title: it titles the
+    page with the file's name (bokeh's `output_file(filename, title=filename)`), which is a scratch path
+    for a plot rendered on demand, so the written page's first (its head's) <title> is replaced."""
+    html = path.read_text(encoding="utf-8")
+    titled = re.sub(r"<title>.*?</title>", lambda _: f"<title>{escape(title)}</title>", html, count=1, flags=re.DOTALL)
+    path.write_text(titled, encoding="utf-8")
 
 
 def run_backtest(spec: RunSpec, *, settings: Settings | None = None, plot_path: Path | None = None) -> BacktestOutcome:
@@ -86,6 +106,7 @@ def run_backtest(spec: RunSpec, *, settings: Settings | None = None, plot_path: 
             # bokeh warns that numpy datetimes carry no timezone; the index is UTC by construction.
             warnings.filterwarnings("ignore", message="no explicit representation of timezones")
             backtest.plot(results=stats, filename=str(plot_path), open_browser=False)
+        _retitle(plot_path, plot_title(spec))
     return BacktestOutcome(
         metrics=backtest_metrics(trades, equity, settings.risk_free_rate),
         trade_performance=trade_performance(trades),

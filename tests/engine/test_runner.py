@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from datetime import date
 
 import numpy as np
@@ -160,12 +162,25 @@ def test_fractional_instrument_trades_below_one_lot() -> None:
     assert outcome.trades["commission"] == pytest.approx(sizes * (entry + exit_) * 0.1 / 200)
 
 
-def test_plot_is_written(tmp_path) -> None:
-    spec = RunSpec("DonchianBreakout", "GOOG", "D1", 1.0, date(2012, 1, 1), date(2013, 1, 1), 50_000.0)
-    target = tmp_path / "plots" / "goog.html"
+def test_plot_is_written_titled_by_its_key(tmp_path) -> None:
+    """Its title names the run, not the file backtesting.py was given (a path, escaped for HTML)."""
+    spec = RunSpec(
+        "DonchianBreakout", "GOOG", "D1", 1.0, date(2012, 1, 1), date(2013, 1, 1), 50_000.0, params={"exit_period": 5}
+    )
+    target = tmp_path / "plots & <drafts>" / "goog.html"
     outcome = run_backtest(spec, plot_path=target)
     assert outcome.plot_path == str(target)
-    assert "bokeh" in target.read_text(encoding="utf-8").lower()
+    html = target.read_text(encoding="utf-8")
+    assert "bokeh" in html.lower()
+    titles = re.findall(r"<title>(.*?)</title>", html, flags=re.DOTALL)
+    assert titles == ["DonchianBreakout(exit_period=5) GOOG D1 risk 1.0 2012-01-01→2013-01-01 — btledger"]
+    assert "goog.html" not in html and "drafts" not in html
+
+    plain = tmp_path / "plain.html"
+    run_backtest(dataclasses.replace(spec, params={}, risk=2.5), plot_path=plain)
+    assert "<title>DonchianBreakout GOOG D1 risk 2.5 2012-01-01→2013-01-01 — btledger</title>" in plain.read_text(
+        encoding="utf-8"
+    )
 
 
 @pytest.mark.parametrize(
