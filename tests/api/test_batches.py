@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -13,6 +16,7 @@ import pytest
 from litestar.testing import TestClient
 
 from btledger.domain.ledger import Ledger
+from btledger.engine.result import BacktestOutcome, RunSpec
 from tests.api import sse
 from tests.api.conftest import BATCH, LONG_BATCH, app_client
 from tests.domain.factories import goog_from_csv
@@ -154,6 +158,40 @@ def test_a_plot_is_refused_when_the_data_of_its_result_changed(btledger_home: Pa
         served = client.get(f"/backtests/{target}/plot")
         assert served.status_code == 200 and "bokeh" in served.text.lower()
         assert (btledger_home / "plots" / f"{target}-v2.html").read_text() == served.text
+
+
+def test_two_requests_at_once_for_a_plot_render_it_once(
+    client: Client, ledger: Ledger, btledger_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second request waits for the first's render and serves its file: one run of the engine, one file,
+    the same bytes to both (two renders differ: bokeh gives each page new element ids), no scratch left."""
+    from btledger import engine
+
+    spec = RunSpec("SmaCross", "GOOG", "D1", 1.0, date(2010, 1, 1), date(2013, 1, 1), 100_000.0)
+    identity, _ = ledger.record_outcome(spec, engine.run_backtest(spec))
+    renders: list[RunSpec] = []
+    render = engine.run_backtest
+
+    def counted(spec: RunSpec, **options: Any) -> BacktestOutcome:
+        renders.append(spec)
+        return render(spec, **options)
+
+    monkeypatch.setattr(engine, "run_backtest", counted)
+    together = threading.Barrier(2)
+
+    def ask() -> tuple[int, bytes]:
+        together.wait()
+        response = client.get(f"/backtests/{identity}/plot")
+        return response.status_code, response.content
+
+    with ThreadPoolExecutor(2) as threads:
+        first, second = [future.result() for future in [threads.submit(ask), threads.submit(ask)]]
+    assert renders == [spec]
+    assert first[0] == second[0] == 200 and first[1] == second[1]
+    plots = btledger_home / "plots"
+    assert [path.name for path in plots.iterdir()] == [f"{identity}-v2.html"]  # no .rendering-* scratch
+    assert (plots / f"{identity}-v2.html").read_bytes() == first[1]
+    assert "<title>SmaCross GOOG D1 risk 1.0 2010-01-01→2013-01-01 — btledger</title>" in first[1].decode()
 
 
 def test_a_plan_runs_its_batches_as_one_job(client: Client, ledger: Ledger) -> None:
