@@ -13,11 +13,12 @@ from backtesting import Backtest
 from scipy import stats
 
 from btledger.config import Settings, load_instruments
-from btledger.engine import SpecError, get_strategy, run_backtest
+from btledger.engine import SpecError, get_strategy, registry, run_backtest
 from btledger.engine.costs import costs_for
 from btledger.engine.data import load_frame
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS, RunSpec
 from btledger.engine.sizing import RiskSizedStrategy
+from tests.engine.test_registry import register
 
 EURUSD = RunSpec("SmaCross", "EURUSD", "H1", 1.0, date(2017, 5, 1), date(2018, 2, 1), 100_000.0)
 NO_RF = Settings(risk_free_rate=0.0)
@@ -181,6 +182,22 @@ def test_plot_is_written_titled_by_its_key(tmp_path) -> None:
     assert "<title>DonchianBreakout GOOG D1 risk 2.5 2012-01-01→2013-01-01 — btledger</title>" in plain.read_text(
         encoding="utf-8"
     )
+
+
+def test_a_plot_title_is_written_as_html_text(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user strategy's text parameter may hold markup: the title shows it, the page does not read it."""
+    registry.registry.cache_clear()
+    try:
+        register(monkeypatch, "Documented")
+        spec = RunSpec("Documented", "GOOG", "D1", 1.0, date(2012, 1, 1), date(2013, 1, 1), 50_000.0)
+        target = tmp_path / "documented.html"
+        run_backtest(dataclasses.replace(spec, params={"label": "</title><b>A&B"}), plot_path=target)
+    finally:
+        registry.registry.cache_clear()
+    html = target.read_text(encoding="utf-8")
+    assert re.findall(r"<title>(.*?)</title>", html, flags=re.DOTALL) == [
+        "Documented(label=&lt;/title&gt;&lt;b&gt;A&amp;B) GOOG D1 risk 1.0 2012-01-01→2013-01-01 — btledger"
+    ]
 
 
 @pytest.mark.parametrize(
