@@ -9,7 +9,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS, BacktestOutcome
+from btledger.engine.result import (
+    METRIC_COLUMNS,
+    TRADE_COLUMNS,
+    TRADE_PERFORMANCE_COLUMNS,
+    BacktestOutcome,
+    JsonScalar,
+)
 
 
 def synthetic_outcome(
@@ -25,9 +31,10 @@ def synthetic_outcome(
     trades["entry_time"] = [f"{start + timedelta(days=i)}T00:00:00+00:00" for i in range(n_trades)]
     trades["exit_time"] = [f"{start + timedelta(days=i + 1)}T12:30:00+00:00" for i in range(n_trades)]
     trades["tag"] = [None] * n_trades
+    performance: dict[str, JsonScalar] = {**dict.fromkeys(TRADE_PERFORMANCE_COLUMNS, 0.5), "long_count": n_trades}
     return BacktestOutcome(
         metrics=values,
-        trade_performance=dict.fromkeys(TRADE_PERFORMANCE_COLUMNS, 0.5) | {"long_count": n_trades},
+        trade_performance=performance,
         trades=trades,
         data_source="sample",
         data_fingerprint="f" * 64,

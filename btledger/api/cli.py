@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -30,16 +30,25 @@ class _OneLineErrors(TyperGroup):
     the field, whichever layer found the problem.
     """
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        forward = (args, prog_name, complete_var, False, windows_expand_args)  # standalone_mode off: handled here
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*forward, **extra)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(*forward, **extra)
         except typer.Abort:
             typer.echo("error: aborted", err=True)
             sys.exit(1)
         except typer.TyperException as exc:  # click's UsageError and its kin
-            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)  # type: ignore[attr-defined]
+            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
             sys.exit(getattr(exc, "exit_code", 2))
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -194,8 +203,8 @@ def run(
                 "rerun": rerun,
                 "plot": plot,
             }
-            given = {name: value for name, value in data.items() if value is not None}  # RunBatch has the defaults
-            report = operations.run_batch_with_progress(given, workers=workers, quiet=as_json)
+            batch = {name: value for name, value in data.items() if value is not None}  # RunBatch has the defaults
+            report = operations.run_batch_with_progress(batch, workers=workers, quiet=as_json)
         emit(operations.report_json(report), as_json, operations.print_report)
     if report.summary["failed"]:
         # Every outcome is recorded and printed; the status tells a script that not all of them are results.
@@ -437,7 +446,7 @@ def export(
 
     with errors_to_exit_codes():
         paths = operations.export_parquet(parquet)
-    emit([str(p) for p in paths], as_json, lambda ps: [typer.echo(p) for p in ps])
+    emit([str(p) for p in paths], as_json, lambda ps: typer.echo("\n".join(ps)))
 
 
 @app.command()

@@ -133,7 +133,7 @@ class Client:
 
     def backtest(self, id_or_prefix: str) -> dict[str, Any]:
         """The `backtests` row of a live result."""
-        return self._call("GET", f"/backtests/{_segment(id_or_prefix)}")["backtest"]  # type: ignore[no-any-return]
+        return self._call("GET", f"/backtests/{_segment(id_or_prefix)}")["backtest"]
 
     def trades(self, id_or_prefix: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/backtests/{_segment(id_or_prefix)}/trades")

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import MutableOrImmutableAggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoder, Transcoding
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic, retry
@@ -100,7 +100,7 @@ class Ledger(Application[UUID]):
 
     name = "Ledger"
     #: A result toggled or tested many times replays from its latest snapshot, not from event 1.
-    snapshotting_intervals: ClassVar[dict[type[Aggregate], int]] = {Backtest: 50}
+    snapshotting_intervals: ClassVar[dict[type[MutableOrImmutableAggregate[Any]], int]] = {Backtest: 50}
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = MsgspecJSONTranscoder()
@@ -150,7 +150,9 @@ class Ledger(Application[UUID]):
             if not page:
                 return
             for notification in page:
-                yield self.mapper.to_domain_event(notification)
+                event = self.mapper.to_domain_event(notification)
+                assert isinstance(event, Backtest.Registered)  # the topic filter selects nothing else
+                yield event
             position = page[-1].id
 
     def resolve(self, id_or_prefix: str) -> UUID:
@@ -182,6 +184,7 @@ class Ledger(Application[UUID]):
         entries = []
         for stored_event in stored:
             domain_event = self.mapper.to_domain_event(stored_event)
+            assert isinstance(domain_event, Backtest.Event)  # the aggregate's events table holds nothing else
             payload = {
                 k: v
                 for k, v in domain_event.__dict__.items()
@@ -216,7 +219,8 @@ class Ledger(Application[UUID]):
     def recorded_ids(self, ids: Collection[UUID]) -> set[UUID]:
         """Which of `ids` have events: a batch plans its combinations with one query per 500, where a
         `find` per combination would look for a snapshot and then for events."""
-        wanted, found = list(ids), set()
+        wanted = list(ids)
+        found: set[UUID] = set()
         for start in range(0, len(wanted), 500):
             rows = self._select_events_of(
                 "SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({ids})", wanted[start : start + 500]
@@ -231,6 +235,7 @@ class Ledger(Application[UUID]):
         hex text and the position in `rowid`; PostgreSQL keeps uuids and the position in `notification_id`.
         """
         table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        params: list[str] | list[UUID]
         if isinstance(self.recorder, SQLiteAggregateRecorder):
             position, mark, params = "rowid", "?", [i.hex for i in ids]
         else:
@@ -336,7 +341,7 @@ class Ledger(Application[UUID]):
         """Delete every live result of `strategy`, and every key of it whose runs all failed (so its
         batches stop retrying them), in one atomic save."""
         ids = {e.originator_id for e in self.registrations() if e.strategy == strategy}
-        deletable = [b for b in (self.repository.get(i) for i in ids) if b.deletable]
+        deletable = [b for b in (self.get(i) for i in ids) if b.deletable]
         at = Backtest.Deleted.create_timestamp()
         for aggregate in deletable:
             aggregate.delete_at(STRATEGY_DELETED, at)

@@ -63,7 +63,7 @@ class _LibraryWarnings:
         warnings.warn(message, category, stacklevel + 1, source, **options)
 
 
-library.warnings = _LibraryWarnings()  # type: ignore[assignment]
+library.warnings = _LibraryWarnings()
 
 
 @contextmanager

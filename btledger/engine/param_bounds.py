@@ -60,8 +60,10 @@ class Bound:
     upper: float | None = None
     upper_inclusive: bool = True
 
-    def admits(self, value: float) -> bool:
-        """Whether `value` lies within the bound (NaN never does)."""
+    def admits(self, value: JsonScalar) -> bool:
+        """Whether `value` is a number within the bound (NaN never is)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
         above = self.lower is None or (value >= self.lower if self.lower_inclusive else value > self.lower)
         below = self.upper is None or (value <= self.upper if self.upper_inclusive else value < self.upper)
         return above and below
@@ -102,8 +104,10 @@ class Format:
     name: str
     text_format: TextFormat[Any]
 
-    def admits(self, value: str) -> bool:
-        """Whether the strategy's own parser reads `value`."""
+    def admits(self, value: JsonScalar) -> bool:
+        """Whether `value` is a text the strategy's own parser reads."""
+        if not isinstance(value, str):
+            return False
         try:
             self.text_format.parse(value)
         except ValueError:
@@ -177,6 +181,7 @@ def declared_rules(strategy: str, cls: type[Strategy], params: Mapping[str, Json
 def _metadata(strategy: str, cls: type[Strategy], name: str) -> Iterator[object]:
     """The `Annotated` metadata of the parameter's annotation in the nearest class declaring it, with
     grouped metadata (`Interval`) unpacked and documentation left out."""
+    annotation: object  # not Any: typeshed's get_origin would read Any as a ParamSpec's args
     for owner in cls.__mro__:
         annotations = inspect.get_annotations(owner)
         if name in annotations:

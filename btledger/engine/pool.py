@@ -115,7 +115,9 @@ class WorkerPool:
         self._settings = settings or load_settings()
         check_workers(workers)
         self.size = workers or self._settings.workers or os.cpu_count() or 1
-        self._context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        self._context = (
+            multiprocessing.get_context("fork") if sys.platform == "linux" else multiprocessing.get_context("spawn")
+        )
         self._workers: list[_Worker] = []
         if not lazy:
             self._grow(self.size)
@@ -192,7 +194,9 @@ class WorkerPool:
         try:
             dispatch()
             while busy := [w for w in self._workers if w.jobs]:
-                ready = set(wait([w.connection for w in busy] + [w.process.sentinel for w in busy] + wake))
+                waitables = [*(w.connection for w in busy), *(w.process.sentinel for w in busy), *wake]
+                # typeshed takes connections, sockets and ints only; wait() takes any object with a fileno().
+                ready = set(wait(waitables))  # type: ignore[arg-type]
                 if interrupt is not None and interrupt.is_set():
                     raise Interrupted
                 finished: list[Completion] = []

@@ -71,7 +71,8 @@ def run_backtest(spec: RunSpec, *, settings: Settings | None = None, plot_path: 
     started = time.perf_counter()
     settings = settings or load_settings()
     strategy = get_strategy(spec.strategy)
-    params = strategy.resolve_params(spec.params)
+    # The strategy's parameters, then (for a risk-sized one) the engine's, `lots` a LotLimits.
+    params: dict[str, object] = dict(strategy.resolve_params(spec.params))
     if not 0 < spec.risk <= 100:
         raise SpecError("risk", f"must be in (0, 100], got {spec.risk:g}")
     if not (math.isfinite(spec.initial_cash) and spec.initial_cash > 0):

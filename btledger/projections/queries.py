@@ -252,7 +252,8 @@ def filtered_search(
         "min_stability_weighted_rar": min_stability_weighted_rar,
         "min_win_rate": min_win_rate,
     }
-    conditions, params = [], []
+    conditions: list[str] = []
+    params: list[float | str] = []
     for name, value in values.items():
         if value is not None:
             number = _finite_or_none(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
@@ -20,7 +21,7 @@ def require_token(token: str) -> Guard:
     """A guard accepting `Authorization: Bearer <token>` on unsafe methods (compared in constant time)."""
     expected = token.encode()
 
-    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if connection.scope.get("method", "GET") in SAFE_METHODS:
             return
         scheme, _sep, given = connection.headers.get("authorization", "").partition(" ")

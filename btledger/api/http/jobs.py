@@ -25,9 +25,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from btledger.domain.batch import BatchReport, Progress
+from btledger.domain.batch import BatchReport, Progress, Status
 from btledger.domain.commands import RunBatch
 from btledger.domain.errors import Conflict, NotFound
 from btledger.engine.errors import describe
@@ -72,7 +72,7 @@ class Job:
     error: str | None = None
     events: list[JobEvent] = field(default_factory=list)
     #: The latest state of each combination, by index.
-    states: dict[int, str] = field(default_factory=dict)
+    states: dict[int, Status] = field(default_factory=dict)
     #: Why it is being cancelled, once it is.
     stop_reason: str | None = None
     #: Set to stop the batch's pool run at once; there while the job runs.
@@ -86,8 +86,8 @@ class Job:
         """Whether the final event (summary, error or cancelled) is published."""
         return bool(self.events) and self.events[-1].kind != "progress"
 
-    def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(("queued", "running", "recorded", "skipped", "failed"), 0)
+    def counts(self) -> dict[Status, int]:
+        counts: dict[Status, int] = dict.fromkeys(get_args(Status), 0)
         for state in self.states.values():
             counts[state] += 1
         return counts

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from typing import Any
 
 from litestar import Request
 from litestar.enums import ParamType
@@ -55,7 +56,7 @@ def _is_whole_number(parameter: FieldDefinition) -> bool:
     return parameter.annotation is int
 
 
-def check_parameters(request: Request) -> None:
+def check_parameters(request: Request[Any, Any, Any]) -> None:
     """A `before_request` hook: every query parameter must be one the handler declares, given once, and every
     whole-number parameter (in the query or a header) written in digits."""
     handler = request.route_handler

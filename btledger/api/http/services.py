@@ -56,4 +56,4 @@ class Services:
 
 
 def provide_services(state: State) -> Services:
-    return state.services  # type: ignore[no-any-return]
+    return state.services

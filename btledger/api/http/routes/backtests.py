@@ -7,6 +7,7 @@ read model includes it.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -78,29 +79,30 @@ async def search(
 ) -> Response[SearchPage]:
     """Live results passing every given threshold (a NULL metric fails it), sorted (NULLs last, then by id)
     and paged; `total` counts every match."""
-    filters = {
-        "min_return": min_return,
-        "max_drawdown": max_drawdown,
-        "min_stability_ratio": min_stability_ratio,
-        "min_sharpe": min_sharpe,
-        "min_trades": min_trades,
-        "min_return_dd": min_return_dd,
-        "min_stability_weighted_rar": min_stability_weighted_rar,
-        "min_win_rate": min_win_rate,
-        "strategy": strategy,
-        "ticker": ticker,
-        "favorite_only": favorite_only,
-        "sort": sort,
-        "order": order,
-        "limit": limit,
-        "offset": offset,
-    }
+    search = functools.partial(
+        queries.filtered_search,
+        min_return=min_return,
+        max_drawdown=max_drawdown,
+        min_stability_ratio=min_stability_ratio,
+        min_sharpe=min_sharpe,
+        min_trades=min_trades,
+        min_return_dd=min_return_dd,
+        min_stability_weighted_rar=min_stability_weighted_rar,
+        min_win_rate=min_win_rate,
+        strategy=strategy,
+        ticker=ticker,
+        favorite_only=favorite_only,
+        sort=sort,
+        order=order,
+        limit=limit,
+        offset=offset,
+    )
 
     def page() -> dict[str, Any]:
-        total, items = services.read(lambda cur: queries.filtered_search(cur, **filters))
+        total, items = services.read(search)
         return {"total": total, "limit": limit, "offset": offset, "items": items}
 
-    return await services.cached_json(("search", *filters.values()), page)
+    return await services.cached_json(("search", *search.keywords.values()), page)
 
 
 @get("/backtests/{backtest_id:str}", responses=errors(404), summary="One result")
