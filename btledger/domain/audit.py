@@ -3,10 +3,9 @@
 A result reproduces when the same key on data with the same fingerprint, with strategy code of the
 same fingerprint and the same costs (instruments config), gives every metric again, and as many orders
 cancelled for lack of margin (checked when the result counted them: results recorded before they were
-counted hold None). Changed data, code
-or costs are reported as such, not as a mismatch: the ledger cannot expect the same numbers from
-different inputs. (The risk-free rate in settings is not recorded with a result: changed, it shows as a
-mismatch of the Sharpe ratio.)
+counted hold None). Changed data, code or costs are reported as such, not as a mismatch: the ledger
+cannot expect the same numbers from different inputs. (The risk-free rate in settings is not recorded
+with a result: changed, it shows as a mismatch of the Sharpe ratio.)
 """
 
 from __future__ import annotations
