@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, overload
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -255,6 +255,17 @@ class Ledger(Application[UUID]):
         recordings = self.save(*aggregates)
         return recordings[-1].notification.id if recordings else self.head()
 
+    # Without `if_absent=True` a run is always appended, so its id and position are not optional.
+    @overload
+    def record_outcome(
+        self, spec: RunSpec, outcome: BacktestOutcome, *, new: bool = False, if_absent: Literal[False] = False
+    ) -> tuple[UUID, int]: ...
+
+    @overload
+    def record_outcome(
+        self, spec: RunSpec, outcome: BacktestOutcome, *, new: bool = False, if_absent: bool
+    ) -> tuple[UUID, int] | None: ...
+
     def record_outcome(
         self, spec: RunSpec, outcome: BacktestOutcome, *, new: bool = False, if_absent: bool = False
     ) -> tuple[UUID, int] | None:
@@ -266,6 +277,16 @@ class Ledger(Application[UUID]):
         e.g. by another writer since the caller planned the run.
         """
         return self._append_run(spec, lambda backtest: backtest.record_result(outcome), new, if_absent)
+
+    @overload
+    def record_failure(
+        self, spec: RunSpec, error: str, *, new: bool = False, if_absent: Literal[False] = False
+    ) -> tuple[UUID, int]: ...
+
+    @overload
+    def record_failure(
+        self, spec: RunSpec, error: str, *, new: bool = False, if_absent: bool
+    ) -> tuple[UUID, int] | None: ...
 
     def record_failure(
         self, spec: RunSpec, error: str, *, new: bool = False, if_absent: bool = False
