@@ -16,7 +16,8 @@ class Event:
 
 
 def parse(lines: Iterable[str]) -> list[Event]:
-    events, fields = [], {}
+    events: list[Event] = []
+    fields: dict[str, str] = {}
     for line in lines:
         if not line:
             if fields:

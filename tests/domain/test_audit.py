@@ -76,4 +76,5 @@ def test_a_result_recorded_with_a_text_in_another_spelling_keeps_its_key(ledger:
     # The key a batch gives it now is another one, not yet recorded; both spellings trade alike.
     canonical = dataclasses.replace(spelt, params={"hold_bars": "3,12"})
     assert backtest_id(canonical) != identity and ledger.find(canonical) is None
-    assert run_backtest(canonical).trades == ledger.get(identity).outcome.trades
+    recorded = ledger.get(identity).outcome
+    assert recorded is not None and run_backtest(canonical).trades == recorded.trades

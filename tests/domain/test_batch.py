@@ -312,7 +312,8 @@ def test_a_result_recorded_meanwhile_by_another_run_is_kept_unless_rerun(
         assert events == ["Registered", "ResultRecorded", *(["ResultRecorded"] if rerun else [])]
         if not rerun:
             assert "another run" in (result.message or "")
-            assert result.metrics == ledger.get(result.id).outcome.metrics
+            recorded = ledger.get(result.id).outcome
+            assert recorded is not None and result.metrics == recorded.metrics
 
 
 @pytest.mark.parametrize("rerun", [False, True])

@@ -46,7 +46,8 @@ def test_a_key_planned_as_new_but_registered_meanwhile_gets_the_result_appended(
     assert again == identity
     history = ledger.history(identity)
     assert [h.event_type for h in history] == ["Registered", "ResultRecorded", "ResultRecorded"]
-    assert ledger.get(identity).outcome.metrics["return_pct"] == 2.0
+    recorded = ledger.get(identity).outcome
+    assert recorded is not None and recorded.metrics["return_pct"] == 2.0
 
 
 def test_recorded_ids_names_the_ids_with_events_among_many(ledger: Ledger) -> None:

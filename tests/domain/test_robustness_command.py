@@ -12,13 +12,14 @@ from btledger.domain.errors import Conflict, InvalidInput
 from btledger.domain.ledger import Ledger, store_env
 from btledger.domain.robustness import _recorded_stop, run_robustness_test
 from btledger.engine import run_backtest
-from btledger.engine.result import RunSpec
+from btledger.engine.result import BacktestOutcome, RunSpec
+from tests.typed import number
 
 SPEC = RunSpec("SmaCross", "GOOG", "D1", 1.0, date(2005, 1, 1), date(2012, 1, 1), 100_000.0)
 
 
 @pytest.fixture(scope="module")
-def recorded_outcome():  # type: ignore[no-untyped-def]
+def recorded_outcome() -> BacktestOutcome:
     return run_backtest(SPEC)
 
 
@@ -27,7 +28,9 @@ def ledger(btledger_home: Path) -> Ledger:
     return Ledger(env=store_env(btledger_home))
 
 
-def test_each_kind_is_recorded_on_the_history_and_reproduces_by_seed(ledger: Ledger, recorded_outcome) -> None:  # type: ignore[no-untyped-def]
+def test_each_kind_is_recorded_on_the_history_and_reproduces_by_seed(
+    ledger: Ledger, recorded_outcome: BacktestOutcome
+) -> None:
     identity, _ = ledger.record_outcome(SPEC, recorded_outcome)
     options = {
         "montecarlo": {"seed": 7, "paths": 500},
@@ -58,8 +61,8 @@ def test_each_kind_is_recorded_on_the_history_and_reproduces_by_seed(ledger: Led
         ("bogus", {}, "kind"),
     ],
 )
-def test_bad_parameters_name_the_field_and_write_nothing(  # type: ignore[no-untyped-def]
-    ledger: Ledger, recorded_outcome, kind: str, options: dict[str, object], field: str
+def test_bad_parameters_name_the_field_and_write_nothing(
+    ledger: Ledger, recorded_outcome: BacktestOutcome, kind: str, options: dict[str, object], field: str
 ) -> None:
     identity, head = ledger.record_outcome(SPEC, recorded_outcome)
     with pytest.raises(InvalidInput) as error:
@@ -69,8 +72,8 @@ def test_bad_parameters_name_the_field_and_write_nothing(  # type: ignore[no-unt
 
 
 @pytest.mark.parametrize(("kind", "option"), [("montecarlo", "ruin_threshold_pct"), ("luck", "percent")])
-def test_a_number_that_is_not_finite_is_refused_as_such(  # type: ignore[no-untyped-def]
-    ledger: Ledger, recorded_outcome, kind: str, option: str
+def test_a_number_that_is_not_finite_is_refused_as_such(
+    ledger: Ledger, recorded_outcome: BacktestOutcome, kind: str, option: str
 ) -> None:
     identity, head = ledger.record_outcome(SPEC, recorded_outcome)
     with pytest.raises(InvalidInput, match="finite number") as error:  # it said "should be less than 100"
@@ -78,22 +81,22 @@ def test_a_number_that_is_not_finite_is_refused_as_such(  # type: ignore[no-unty
     assert error.value.field == option and ledger.head() == head
 
 
-def test_ruin_at_100_pct_is_being_wiped_out(ledger: Ledger, recorded_outcome) -> None:  # type: ignore[no-untyped-def]
+def test_ruin_at_100_pct_is_being_wiped_out(ledger: Ledger, recorded_outcome: BacktestOutcome) -> None:
     identity, _ = ledger.record_outcome(SPEC, recorded_outcome)
     _, result, _ = run_robustness_test(ledger, identity, "montecarlo", {"seed": 3, "ruin_threshold_pct": 100})
     assert result.parameters["ruin_threshold_pct"] == 100.0
     assert result.summary["risk_of_ruin_pct"] == 0.0  # no path of this result's trades ends at 0
 
 
-def test_a_deleted_result_cannot_be_tested(ledger: Ledger, recorded_outcome) -> None:  # type: ignore[no-untyped-def]
+def test_a_deleted_result_cannot_be_tested(ledger: Ledger, recorded_outcome: BacktestOutcome) -> None:
     identity, _ = ledger.record_outcome(SPEC, recorded_outcome)
     ledger.delete(identity)
     with pytest.raises(Conflict):
         run_robustness_test(ledger, identity, "luck", {})
 
 
-def test_a_result_recorded_before_its_strategys_rules_can_still_be_random_tested(  # type: ignore[no-untyped-def]
-    ledger: Ledger, recorded_outcome
+def test_a_result_recorded_before_its_strategys_rules_can_still_be_random_tested(
+    ledger: Ledger, recorded_outcome: BacktestOutcome
 ) -> None:
     """SmaCross has declared n_fast < n_slow and sl_atr > 0 since results were recorded: such a result ran,
     and its random test sizes from its recorded stop (it raised the rule as a params error instead); a stop
@@ -101,7 +104,7 @@ def test_a_result_recorded_before_its_strategys_rules_can_still_be_random_tested
     before_rules = dataclasses.replace(SPEC, params={"n_fast": 50, "n_slow": 20, "sl_atr": 3.0})
     identity, _ = ledger.record_outcome(before_rules, recorded_outcome)
     _, result, _ = run_robustness_test(ledger, identity, "random", {"seed": 5, "runs": 2, "iterations": 100})
-    assert result.summary["random_trades_per_run"] > 0
+    assert number(result.summary["random_trades_per_run"]) > 0
     assert _recorded_stop(before_rules) == {"sl_atr": 3.0, "atr_period": 14}
     assert _recorded_stop(dataclasses.replace(SPEC, params={"sl_atr": 0.0})) == {"atr_period": 14}
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
-from datetime import date
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pytest
 from backtesting.test import EURUSD, GOOG
@@ -18,7 +21,7 @@ from btledger.engine.errors import DataError
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches():
+def fresh_caches() -> Iterator[None]:
     data.clear_cache()
     yield
     data.clear_cache()
@@ -87,7 +90,7 @@ def test_clear_errors(ticker: str, timeframe: str, date_from: date, date_to: dat
     assert str(raised.value).startswith(f"{field}: ")
 
 
-def test_csv_generic_equals_the_sample(tmp_path) -> None:
+def test_csv_generic_equals_the_sample(tmp_path: Path) -> None:
     GOOG.loc["2008"].to_csv(tmp_path / "GOOG_D1.csv", index_label="Date")
     settings = Settings(data_source="csv", csv=CsvSource(folder=tmp_path))
     for timeframe in ("D1", "W1"):
@@ -98,7 +101,7 @@ def test_csv_generic_equals_the_sample(tmp_path) -> None:
         load_frame("AAPL", "D1", date(2008, 3, 1), date(2008, 9, 30), settings)
 
 
-def test_csv_folder_that_is_not_a_directory_names_the_setting(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_folder_that_is_not_a_directory_names_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     settings = Settings(data_source="csv", csv=CsvSource(folder="prices"))  # relative: to the working directory
     with pytest.raises(DataError) as raised:  # it blamed the ticker: "no GOOG_<TF>.csv file in prices"
@@ -108,7 +111,7 @@ def test_csv_folder_that_is_not_a_directory_names_the_setting(tmp_path, monkeypa
     assert str(raised.value).endswith(f"settings.yaml) is not a directory: {tmp_path / 'prices'}")
 
 
-def write_metatrader(path, bars: pd.DataFrame, with_time: bool = True, encoding: str = "utf-8") -> None:
+def write_metatrader(path: Path, bars: pd.DataFrame, with_time: bool = True, encoding: str = "utf-8") -> None:
     export = pd.DataFrame(
         {
             "<DATE>": bars.index.strftime("%Y.%m.%d"),
@@ -125,7 +128,7 @@ def write_metatrader(path, bars: pd.DataFrame, with_time: bool = True, encoding:
     export.to_csv(path, sep="\t", index=False, encoding=encoding, lineterminator="\r\n")
 
 
-def test_csv_metatrader_export(tmp_path) -> None:
+def test_csv_metatrader_export(tmp_path: Path) -> None:
     write_metatrader(tmp_path / "EURUSD_H1.csv", EURUSD.loc["2017-06"])
     write_metatrader(tmp_path / "GOOG_D1.csv", GOOG.loc["2008"], with_time=False)
     settings = Settings(data_source="csv", csv=CsvSource(folder=tmp_path, format="metatrader"))
@@ -145,7 +148,7 @@ def test_csv_metatrader_export(tmp_path) -> None:
         )
 
 
-def test_csv_in_utf16_as_metatrader_writes_it(tmp_path) -> None:
+def test_csv_in_utf16_as_metatrader_writes_it(tmp_path: Path) -> None:
     write_metatrader(tmp_path / "EURUSD_H1.csv", EURUSD.loc["2017-06"], encoding="utf-16")
     assert (tmp_path / "EURUSD_H1.csv").read_bytes()[:2] == b"\xff\xfe"  # little-endian, with its mark
     settings = Settings(data_source="csv", csv=CsvSource(folder=tmp_path, format="metatrader"))
@@ -153,7 +156,7 @@ def test_csv_in_utf16_as_metatrader_writes_it(tmp_path) -> None:
     assert from_csv.fingerprint == load_frame("EURUSD", "H1", date(2017, 6, 1), date(2017, 6, 30)).fingerprint
 
 
-def test_csv_metatrader_weekly_bars_stamped_on_sunday_open_that_week(tmp_path) -> None:
+def test_csv_metatrader_weekly_bars_stamped_on_sunday_open_that_week(tmp_path: Path) -> None:
     weekly = load_frame("GOOG", "W1", date(2010, 1, 4), date(2010, 12, 26)).ohlcv
     write_metatrader(tmp_path / "GOOG_W1.csv", weekly.set_axis(weekly.index - pd.Timedelta(days=1)), with_time=False)
     settings = Settings(data_source="csv", csv=CsvSource(folder=tmp_path, format="metatrader"))
@@ -167,16 +170,18 @@ class StandInMetaTrader5:
 
     def __init__(self, initialize_ok: bool = True) -> None:
         self.initialize_ok = initialize_ok
-        self.calls: list[tuple] = []
+        self.calls: list[tuple[object, ...]] = []
 
-    def initialize(self, **kwargs) -> bool:
+    def initialize(self, **kwargs: object) -> bool:
         self.calls.append(("initialize", kwargs))
         return self.initialize_ok
 
     def last_error(self) -> tuple[int, str]:
         return (-6, "Terminal: Authorization failed")
 
-    def copy_rates_range(self, symbol, timeframe, date_from, date_to):
+    def copy_rates_range(
+        self, symbol: str, timeframe: int, date_from: datetime, date_to: datetime
+    ) -> npt.NDArray[np.void]:
         self.calls.append(("copy_rates_range", symbol, timeframe, date_from, date_to))
         bars = EURUSD.loc[date_from.replace(tzinfo=None) : date_to.replace(tzinfo=None)]
         rates = np.zeros(
@@ -193,7 +198,7 @@ class StandInMetaTrader5:
         rates["spread"] = 7
         return rates
 
-    def symbol_info(self, symbol):
+    def symbol_info(self, symbol: str) -> SimpleNamespace | None:
         if symbol != "EURUSD":
             return None
         return SimpleNamespace(
@@ -226,7 +231,9 @@ def test_metatrader5_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
 class WeeklyStandInMetaTrader5(StandInMetaTrader5):
     """Answers W1 as a terminal does: GOOG's weeks, each stamped with the Sunday it opens on."""
 
-    def copy_rates_range(self, symbol, timeframe, date_from, date_to):
+    def copy_rates_range(
+        self, symbol: str, timeframe: int, date_from: datetime, date_to: datetime
+    ) -> npt.NDArray[np.void]:
         weekly = load_frame("GOOG", "W1", date(2009, 1, 1), date(2011, 12, 31)).ohlcv
         weekly = weekly.set_axis(weekly.index - pd.Timedelta(days=1))
         weeks = weekly.loc[date_from:date_to]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from backtesting.test import GOOG, SMA
 from btledger.engine import run_backtest
 from btledger.engine.lean_stats import lean_stats
 from btledger.engine.result import RunSpec
+from tests.typed import number
 
 TRADE_FRAME_COLUMNS = [
     "Size",
@@ -63,7 +66,9 @@ class Idle(Strategy):
     ids=["Backtest", "FractionalBacktest"],
 )
 @pytest.mark.parametrize("strategy", [Crossing, Idle])
-def test_equity_and_trades_match_the_full_statistics(make, strategy: type[Strategy]) -> None:
+def test_equity_and_trades_match_the_full_statistics(
+    make: Callable[[type[Strategy]], Backtest], strategy: type[Strategy]
+) -> None:
     full = make(strategy).run()
     with lean_stats():
         lean = make(strategy).run()
@@ -95,10 +100,10 @@ def test_only_the_thread_inside_the_block_skips_the_statistics() -> None:
     ids=["EURUSD", "BTCUSD"],
 )
 @pytest.mark.filterwarnings("ignore:Superimposed OHLC plot")  # monthly bars: nothing coarser to superimpose
-def test_a_recorded_outcome_is_the_same_with_or_without_the_library_statistics(spec: RunSpec, tmp_path) -> None:
+def test_a_recorded_outcome_is_the_same_with_or_without_the_library_statistics(spec: RunSpec, tmp_path: Path) -> None:
     lean = run_backtest(spec)
     full = run_backtest(spec, plot_path=tmp_path / "plot.html")  # a plot needs, so builds, the full statistics
-    assert lean.metrics["trades"] > 0
+    assert number(lean.metrics["trades"]) > 0
     assert lean.metrics == full.metrics
     assert lean.trade_performance == full.trade_performance
     assert lean.trades == full.trades

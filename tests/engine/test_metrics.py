@@ -16,7 +16,9 @@ from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMA
 CASH = 10_000.0
 
 
-def synthetic(net_pnls: list[float], sizes: list[float] | None = None, bars_per_trade: int = 5):
+def synthetic(
+    net_pnls: list[float], sizes: list[float] | None = None, bars_per_trade: int = 5
+) -> tuple[pd.DataFrame, pd.Series]:
     """Sequential trades, each `bars_per_trade` bars long starting at bar 1, equity stepping at each exit."""
     n = len(net_pnls)
     sizes = sizes or [1.0] * n

@@ -9,8 +9,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from types import MappingProxyType
+from typing import Unpack
 
 import pytest
 from backtesting import Strategy
@@ -21,6 +24,7 @@ from btledger.engine.interrupt import Interrupt, Interrupted
 from btledger.engine.pool import WorkerPool
 from btledger.engine.result import RunSpec
 from tests.engine.user_strategies import Plain
+from tests.typed import SpecChange, number
 
 
 class Crash(Strategy):
@@ -43,13 +47,20 @@ class Sleep(Strategy):
         pass
 
 
-def spec(strategy: str = "SmaCross", ticker: str = "EURUSD", **change) -> RunSpec:
-    fields = {"timeframe": "H4", "risk": 1.0, "date_from": date(2017, 5, 1), "date_to": date(2018, 2, 1)}
-    return RunSpec(strategy=strategy, ticker=ticker, initial_cash=100_000.0, **(fields | change))
+def spec(strategy: str = "SmaCross", ticker: str = "EURUSD", **change: Unpack[SpecChange]) -> RunSpec:
+    fields: SpecChange = {
+        "timeframe": "H4",
+        "risk": 1.0,
+        "date_from": date(2017, 5, 1),
+        "date_to": date(2018, 2, 1),
+        "initial_cash": 100_000.0,
+    }
+    merged: SpecChange = {**fields, **change}
+    return RunSpec(strategy=strategy, ticker=ticker, **merged)
 
 
 @pytest.fixture
-def pool(monkeypatch: pytest.MonkeyPatch):
+def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerPool]:
     # Registered before the workers fork, so they know it too.
     known = dict(registry_module.registry()) | {
         "Crash": registry_module._entry("Crash", Crash, __name__),
@@ -74,17 +85,19 @@ def test_pool_survives_a_failing_job_and_a_dead_worker(pool: WorkerPool) -> None
     assert set(results) == set(started) == set(jobs)
 
     assert results[jobs[1]][0] is None
-    assert results[jobs[1]][1].startswith("DataError: ticker: unknown ticker 'NOPE'")
+    failed = results[jobs[1]][1]
+    assert failed is not None and failed.startswith("DataError: ticker: unknown ticker 'NOPE'")
     assert results[jobs[2]] == (None, "worker process died (exit code 3)")
     for good in (jobs[0], jobs[3], jobs[4]):
         outcome, error = results[good]
-        assert error is None and outcome is not None and outcome.metrics["trades"] > 0
+        assert error is None and outcome is not None and number(outcome.metrics["trades"]) > 0
 
     # The replaced worker serves the next batch; leaving a batch early leaves the pool usable.
     for _ in pool.run([(spec(), None), (spec("DonchianBreakout"), None), (spec("RandomTrader"), None)]):
         break
     again = list(pool.run([(spec(), None)]))
-    assert again[0][1] is not None and again[0][1].metrics == results[jobs[0]][0].metrics
+    first = results[jobs[0]][0]
+    assert again[0][1] is not None and first is not None and again[0][1].metrics == first.metrics
 
 
 def test_an_interrupt_from_another_thread_ends_a_run_at_once(pool: WorkerPool) -> None:
@@ -112,17 +125,20 @@ def test_an_interrupt_from_another_thread_ends_a_run_at_once(pool: WorkerPool) -
 def test_a_failure_names_its_cause(pool: WorkerPool) -> None:
     # backtesting.py wraps an indicator's error in one that points at a traceback the worker never shows.
     # (A shipped strategy refuses such a window up front; `Plain` declares no bounds.)
-    goog = {"ticker": "GOOG", "timeframe": "D1", "date_from": date(2005, 1, 1), "date_to": date(2008, 1, 1)}
-    bad = spec("Plain", **goog, params={"window": -5})
+    bad = spec(
+        "Plain", "GOOG", timeframe="D1", date_from=date(2005, 1, 1), date_to=date(2008, 1, 1), params={"window": -5}
+    )
     [(_, outcome, error)] = list(pool.run([(bad, None)]))
     assert outcome is None
-    assert error.startswith('RuntimeError: Indicator "sma(C,-5)" error (caused by ValueError: window must be '), error
+    assert error is not None and error.startswith(
+        'RuntimeError: Indicator "sma(C,-5)" error (caused by ValueError: window must be '
+    ), error
 
 
-def test_pool_writes_plots(pool: WorkerPool, tmp_path) -> None:
+def test_pool_writes_plots(pool: WorkerPool, tmp_path: Path) -> None:
     target = tmp_path / "one.html"
     [(_, outcome, error)] = list(pool.run([(spec(), target)]))
-    assert error is None and outcome.plot_path == str(target) and target.exists()
+    assert error is None and outcome is not None and outcome.plot_path == str(target) and target.exists()
 
 
 def test_pool_hands_out_the_next_job_before_the_caller_handles_a_completion() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import sys
+from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -12,11 +14,12 @@ import pytest
 from btledger.engine import SpecError, registry
 from btledger.engine.param_bounds import Format
 from btledger.engine.registry import get_strategy, strategy_names
+from btledger.engine.result import JsonScalar
 from btledger.strategies.random_trader import parse_hold_bars
 
 
 @pytest.fixture
-def fresh_registry():
+def fresh_registry() -> Iterator[None]:
     registry.registry.cache_clear()
     yield
     registry.registry.cache_clear()
@@ -43,7 +46,8 @@ def test_parameters_and_overrides() -> None:
     assert resolved["sl_atr"] == 3.0 and type(resolved["sl_atr"]) is float
     with pytest.raises(SpecError, match=r"^params: unknown parameter 'avg_trade_duration' for RandomTrader"):
         get_strategy("RandomTrader").resolve_params({"avg_trade_duration": 5})
-    for bad in ({"n_fast": 10.5}, {"n_fast": True}, {"sl_atr": "2"}):
+    bads: list[dict[str, JsonScalar]] = [{"n_fast": 10.5}, {"n_fast": True}, {"sl_atr": "2"}]
+    for bad in bads:
         with pytest.raises(SpecError, match=r"^params: SmaCross\.\w+ must be"):
             entry.resolve_params(bad)
 
@@ -54,12 +58,12 @@ def test_fingerprint_hashes_the_sources_of_the_strategy_sizing_and_indicator_mod
     for name in sorted(
         ["btledger.engine.sizing", "btledger.strategies.donchian_breakout", "btledger.strategies.indicators"]
     ):
-        source = Path(sys.modules[name].__file__).read_bytes()
+        source = Path(inspect.getfile(sys.modules[name])).read_bytes()
         digest.update(name.encode() + b"\0" + source + b"\0")
     assert entry.fingerprint == digest.hexdigest()
 
 
-def test_entry_points_register_installed_strategies(fresh_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_points_register_installed_strategies(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
     point = EntryPoint("Crossing", "btledger.strategies.sma_cross:SmaCross", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group == registry.ENTRY_POINT_GROUP else [])
     assert get_strategy("Crossing").origin == "entry point btledger.strategies.sma_cross:SmaCross"
@@ -130,7 +134,7 @@ def test_every_numeric_parameter_of_a_shipped_strategy_has_a_bound_and_every_tex
     ],
 )
 def test_a_value_outside_the_declared_bounds_names_strategy_parameter_bound_and_value(
-    strategy: str, params: dict, message: str
+    strategy: str, params: dict[str, JsonScalar], message: str
 ) -> None:
     with pytest.raises(SpecError) as raised:
         get_strategy(strategy).key_params(params)
@@ -140,13 +144,19 @@ def test_a_value_outside_the_declared_bounds_names_strategy_parameter_bound_and_
 def test_values_on_the_edges_of_the_bounds_are_accepted() -> None:
     assert get_strategy("SmaCross").key_params({"n_fast": 1, "n_slow": 2}) == {"n_fast": 1, "n_slow": 2}
     assert get_strategy("SmaCross").key_params({"n_fast": 49}) == {"n_fast": 49}  # n_slow is 50
-    edges = {"oversold": 0, "overbought": 100, "exit_level": 100}
+    edges: dict[str, JsonScalar] = {"oversold": 0, "overbought": 100, "exit_level": 100}
     assert get_strategy("RsiMeanReversion").key_params(edges) == {
         "oversold": 0.0,
         "overbought": 100.0,
         "exit_level": 100.0,
     }
-    random_edges = {"prob_trade": 1.0, "prob_long": 0.0, "avg_position_hold": 0.0, "std_position_hold": 0.0, "seed": 0}
+    random_edges: dict[str, JsonScalar] = {
+        "prob_trade": 1.0,
+        "prob_long": 0.0,
+        "avg_position_hold": 0.0,
+        "std_position_hold": 0.0,
+        "seed": 0,
+    }
     assert get_strategy("RandomTrader").key_params(random_edges) == random_edges
 
 
@@ -184,7 +194,7 @@ def test_unknown_parameter_lists_the_parameters_with_their_bounds_and_rules() ->
 
 
 def test_a_strategy_without_declarations_takes_any_value_of_each_type(
-    fresh_registry, monkeypatch: pytest.MonkeyPatch
+    fresh_registry: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     register(monkeypatch, "Plain")
     entry = get_strategy("Plain")
@@ -194,7 +204,9 @@ def test_a_strategy_without_declarations_takes_any_value_of_each_type(
         entry.resolve_params({"window": 2.5})
 
 
-def test_documentation_in_the_metadata_is_not_a_declaration(fresh_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_documentation_in_the_metadata_is_not_a_declaration(
+    fresh_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Strings and `doc()` beside a bound, or alone on a number, a text or a flag, are skipped."""
     register(monkeypatch, "Documented")
     entry = get_strategy("Documented")
@@ -208,7 +220,7 @@ def test_documentation_in_the_metadata_is_not_a_declaration(fresh_registry, monk
         entry.resolve_params({"window": 0})
 
 
-def test_a_user_strategy_declares_a_texts_format(fresh_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_user_strategy_declares_a_texts_format(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
     register(monkeypatch, "Coded")
     entry = get_strategy("Coded")
     assert entry.listing()["bounds"] == {"code": "code (two capital letters)"}
@@ -239,7 +251,7 @@ def test_a_user_strategy_declares_a_texts_format(fresh_registry, monkeypatch: py
     ],
 )
 def test_declarations_that_cannot_apply_stop_the_registry_naming_the_strategy(
-    fresh_registry, monkeypatch: pytest.MonkeyPatch, name: str, problem: str
+    fresh_registry: None, monkeypatch: pytest.MonkeyPatch, name: str, problem: str
 ) -> None:
     register(monkeypatch, name)
     with pytest.raises(ValueError) as raised:

@@ -6,8 +6,10 @@ import dataclasses
 import json
 import re
 from datetime import date
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from backtesting import Backtest
 from scipy import stats
@@ -16,15 +18,22 @@ from btledger.config import Settings, load_instruments
 from btledger.engine import SpecError, get_strategy, registry, run_backtest
 from btledger.engine.costs import costs_for
 from btledger.engine.data import load_frame
-from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS, RunSpec
+from btledger.engine.result import (
+    METRIC_COLUMNS,
+    TRADE_COLUMNS,
+    TRADE_PERFORMANCE_COLUMNS,
+    BacktestOutcome,
+    RunSpec,
+)
 from btledger.engine.sizing import RiskSizedStrategy
 from tests.engine.test_registry import register
+from tests.typed import SpecFields, number, text
 
 EURUSD = RunSpec("SmaCross", "EURUSD", "H1", 1.0, date(2017, 5, 1), date(2018, 2, 1), 100_000.0)
 NO_RF = Settings(risk_free_rate=0.0)
 
 
-def bare_stats(spec: RunSpec, **params):
+def bare_stats(spec: RunSpec, **params: object) -> pd.Series:
     """The same run straight through backtesting.py, for its equity curve and statistics."""
     instruments = load_instruments()
     costs = costs_for(spec.ticker, instruments.instruments[spec.ticker], instruments, "USD")
@@ -45,11 +54,11 @@ def bare_stats(spec: RunSpec, **params):
 
 
 @pytest.fixture(scope="module")
-def eurusd():
+def eurusd() -> tuple[BacktestOutcome, pd.Series]:
     return run_backtest(EURUSD, settings=NO_RF), bare_stats(EURUSD)
 
 
-def test_metrics_agree_with_backtesting_and_independent_formulas(eurusd) -> None:
+def test_metrics_agree_with_backtesting_and_independent_formulas(eurusd: tuple[BacktestOutcome, pd.Series]) -> None:
     outcome, bare = eurusd
     m = outcome.metrics
     assert list(m) == list(METRIC_COLUMNS)
@@ -66,12 +75,12 @@ def test_metrics_agree_with_backtesting_and_independent_formulas(eurusd) -> None
     r2 = stats.linregress(np.arange(len(equity)), equity).rvalue ** 2
     assert m["stability_ratio"] == pytest.approx(r2)
     assert m["stability_weighted_rar"] == pytest.approx(
-        m["return_pct"] / (1 + m["drawdown_pct"]) * np.log(1 + m["trades"]) * r2
+        number(m["return_pct"]) / (1 + number(m["drawdown_pct"])) * np.log(1 + number(m["trades"])) * r2
     )
     assert outcome.bars == len(equity)
 
 
-def test_trades_reconcile_with_equity_and_costs(eurusd) -> None:
+def test_trades_reconcile_with_equity_and_costs(eurusd: tuple[BacktestOutcome, pd.Series]) -> None:
     outcome, bare = eurusd
     t = {
         k: np.array(v, dtype=float if k not in ("entry_time", "exit_time", "tag") else object)
@@ -89,19 +98,19 @@ def test_trades_reconcile_with_equity_and_costs(eurusd) -> None:
     assert t["equity_at_exit"] == pytest.approx(equity[exit_])
     assert t["return_pct"] == pytest.approx(t["net_pnl"] / equity[entry - 1] * 100)
     assert np.all(np.abs(t["size"]) % 1000 == 0) and np.all(np.abs(t["size"]) >= 1000)
-    assert outcome.trades["entry_time"][0].endswith("+00:00")
+    assert text(outcome.trades["entry_time"][0]).endswith("+00:00")
 
     tp = outcome.trade_performance
     assert list(tp) == list(TRADE_PERFORMANCE_COLUMNS)
     won = t["net_pnl"] > 0
     assert tp["profit_factor"] == pytest.approx(t["net_pnl"][won].sum() / -t["net_pnl"][~won].sum())
-    assert tp["long_count"] + tp["short_count"] == len(won)
+    assert number(tp["long_count"]) + number(tp["short_count"]) == len(won)
     assert outcome.metrics["winrate_p_value"] == pytest.approx(
         stats.binomtest(int(won.sum()), len(won), 0.5, alternative="greater").pvalue
     )
 
 
-def test_outcome_records_its_provenance(eurusd) -> None:
+def test_outcome_records_its_provenance(eurusd: tuple[BacktestOutcome, pd.Series]) -> None:
     outcome, _ = eurusd
     assert outcome.data_source == "sample"
     assert len(outcome.data_fingerprint) == len(outcome.strategy_fingerprint) == 64
@@ -112,12 +121,12 @@ def test_outcome_records_its_provenance(eurusd) -> None:
     json.dumps(outcome.to_json(), allow_nan=False)
 
 
-def test_risk_free_rate_reaches_the_sharpe_ratio(eurusd) -> None:
+def test_risk_free_rate_reaches_the_sharpe_ratio(eurusd: tuple[BacktestOutcome, pd.Series]) -> None:
     outcome, bare = eurusd
     with_rf = run_backtest(EURUSD, settings=Settings(risk_free_rate=0.05))
     expected = (bare["Return (Ann.) [%]"] - 5.0) / bare["Volatility (Ann.) [%]"]
     assert with_rf.metrics["sharpe_ratio"] == pytest.approx(expected)
-    assert with_rf.metrics["sharpe_ratio"] < outcome.metrics["sharpe_ratio"]
+    assert number(with_rf.metrics["sharpe_ratio"]) < number(outcome.metrics["sharpe_ratio"])
 
 
 @pytest.mark.parametrize(
@@ -163,7 +172,7 @@ def test_fractional_instrument_trades_below_one_lot() -> None:
     assert outcome.trades["commission"] == pytest.approx(sizes * (entry + exit_) * 0.1 / 200)
 
 
-def test_plot_is_written_titled_by_its_key(tmp_path) -> None:
+def test_plot_is_written_titled_by_its_key(tmp_path: Path) -> None:
     """Its title names the run, not the file backtesting.py was given (a path, escaped for HTML)."""
     spec = RunSpec(
         "DonchianBreakout", "GOOG", "D1", 1.0, date(2012, 1, 1), date(2013, 1, 1), 50_000.0, params={"exit_period": 5}
@@ -184,7 +193,7 @@ def test_plot_is_written_titled_by_its_key(tmp_path) -> None:
     )
 
 
-def test_a_plot_title_is_written_as_html_text(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plot_title_is_written_as_html_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A user strategy's text parameter may hold markup: the title shows it, the page does not read it."""
     registry.registry.cache_clear()
     try:
@@ -217,8 +226,8 @@ def test_a_plot_title_is_written_as_html_text(tmp_path, monkeypatch: pytest.Monk
         ({"params": {"n_fast": "ten"}}, "params"),
     ],
 )
-def test_invalid_specs_name_the_field(change: dict, field: str) -> None:
-    spec = RunSpec(**(EURUSD.to_json() | {"date_from": EURUSD.date_from, "date_to": EURUSD.date_to} | change))
+def test_invalid_specs_name_the_field(change: SpecFields, field: str) -> None:
+    spec = dataclasses.replace(EURUSD, **change)
     with pytest.raises(SpecError) as raised:
         run_backtest(spec)
     assert raised.value.field == field

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from btledger.config import Instruments, load_instruments
+from btledger.config import Instrument, Instruments, load_instruments
 from btledger.engine import SpecError
 from btledger.engine.costs import Commission, costs_for
 from btledger.engine.sizing import LotLimits
 
 
-def instrument(name: str):
+def instrument(name: str) -> Instrument:
     return load_instruments().instruments[name]
 
 

@@ -124,4 +124,4 @@ class DefaultsBreakTheRule(_Declared):
 
 
 class UnreadableAnnotation(_Declared):
-    window: Annotated[int, NoSuchBound(1)] = 4  # type: ignore[name-defined]  # noqa: F821
+    window: Annotated[int, NoSuchBound(1)] = 4  # noqa: F821

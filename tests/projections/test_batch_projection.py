@@ -6,8 +6,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import ParamSpec
 
 import duckdb
 import pytest
@@ -22,6 +24,8 @@ from btledger.projections.batch import BatchProjection
 from btledger.projections.readmodel import ReadModel, ReadModelLocked
 from btledger.synthetic import synthetic_outcome
 from tests.domain.factories import spec
+
+P = ParamSpec("P")
 
 BATCH = {
     "strategies": ["SmaCross", "DonchianBreakout", "RsiMeanReversion"],
@@ -38,18 +42,23 @@ def _live_ids(path: Path) -> set[str]:
         return {row[0] for row in readmodel.cursor().execute("SELECT id FROM backtests").fetchall()}
 
 
+def _noting(catch_up: Callable[P, int], note: Callable[[int], None]) -> Callable[P, int]:
+    """`catch_up`, passing each position it reaches to `note`."""
+
+    def noting(*args: P.args, **kwargs: P.kwargs) -> int:
+        position = catch_up(*args, **kwargs)
+        note(position)
+        return position
+
+    return noting
+
+
 def test_the_tail_of_a_batch_is_projected_as_its_last_round_starts_and_the_rest_on_exit(
     btledger_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger = Ledger(env=store_env(btledger_home))
     path = btledger_home / "readmodel.duckdb"
     catch_ups: list[tuple[str, int]] = []  # thread, position reached
-    original = ReadModel.catch_up
-
-    def noting(self: ReadModel, ledger: Ledger, **options: object) -> int:
-        position = original(self, ledger, **options)
-        catch_ups.append((threading.current_thread().name, position))
-        return position
 
     def caught_up(count: int) -> None:
         deadline = time.monotonic() + 30
@@ -57,6 +66,7 @@ def test_the_tail_of_a_batch_is_projected_as_its_last_round_starts_and_the_rest_
             time.sleep(0.01)
         assert len(catch_ups) == count and catch_ups[-1][0].startswith("btledger-batch-projection")
 
+    noting = _noting(ReadModel.catch_up, lambda position: catch_ups.append((threading.current_thread().name, position)))
     monkeypatch.setattr(ReadModel, "catch_up", noting)
     first, second, last = spec(risk=1.0), spec(risk=2.0), spec(risk=3.0)
 
@@ -92,18 +102,15 @@ def test_the_tail_catch_up_stops_at_the_results_recorded_when_it_was_started(
     ledger = Ledger(env=store_env(btledger_home))
     gate = threading.Event()
     reached: list[int] = []
+    # mypy types the bound classmethod without the `__func__` it has at run time.
     original_open, original_catch_up = ReadModel.open.__func__, ReadModel.catch_up  # type: ignore[attr-defined]
 
     def gated_open(cls: type[ReadModel], *args: object, **options: object) -> ReadModel:
         assert gate.wait(30)
         return original_open(cls, *args, **options)
 
-    def noting(self: ReadModel, ledger: Ledger, **options: object) -> int:
-        reached.append(original_catch_up(self, ledger, **options))
-        return reached[-1]
-
     monkeypatch.setattr(ReadModel, "open", classmethod(gated_open))
-    monkeypatch.setattr(ReadModel, "catch_up", noting)
+    monkeypatch.setattr(ReadModel, "catch_up", _noting(original_catch_up, reached.append))
     first, later = spec(risk=1.0), spec(risk=2.0)
     with BatchProjection(ledger, btledger_home / "readmodel.duckdb") as projection:
         projection.observe(Progress(0, 1, first, backtest_id(first), "queued"))

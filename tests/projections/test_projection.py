@@ -247,9 +247,11 @@ def test_an_event_that_cannot_be_decoded_is_parked_by_catch_up_and_rebuild(
 ) -> None:
     good, _ = ledger.record_outcome(spec(), outcome())
     bad_id = uuid4()
-    [bad_position] = ledger.recorder.insert_events(
+    positions = ledger.recorder.insert_events(
         [StoredEvent(bad_id, 1, "btledger.domain.backtest:Backtest.Registered", state)]
     )
+    assert positions is not None  # the library types it optional; the SQLite recorder always returns them
+    [bad_position] = positions
     ledger.toggle_favorite(good)
 
     readmodel.catch_up(ledger)

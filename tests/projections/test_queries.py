@@ -18,22 +18,26 @@ from btledger.projections import queries as q
 from btledger.projections.readmodel import ReadModel
 from btledger.projections.schema import TABLES
 from tests.projections.factories import outcome, spec
+from tests.typed import text
 
 
 def _record(ledger: Ledger, **kwargs: object) -> str:
     """Record a result; kwargs split between the key (strategy/ticker/timeframe/risk) and the outcome."""
     key = {k: kwargs.pop(k) for k in ("strategy", "ticker", "timeframe", "risk") if k in kwargs}
+    # The keywords are typed only as the union of the key's and the outcome's, split at run time.
     backtest, _ = ledger.record_outcome(spec(**key), outcome(**kwargs))  # type: ignore[arg-type]
     return str(backtest)
 
 
-def _ids(rows: list[dict[str, object]]) -> list[object]:
-    return [row["id"] for row in rows]
+def _ids(rows: list[dict[str, object]]) -> list[str]:
+    return [text(row["id"]) for row in rows]
 
 
-def _ranking(readmodel: ReadModel, ledger: Ledger, **kwargs: object) -> list[dict[str, object]]:
+def _ranking(
+    readmodel: ReadModel, ledger: Ledger, strategy: str | None = None, as_of: datetime | None = None
+) -> list[dict[str, object]]:
     readmodel.catch_up(ledger)
-    return q.robust_ranking(readmodel.cursor(), **kwargs)  # type: ignore[arg-type]
+    return q.robust_ranking(readmodel.cursor(), strategy=strategy, as_of=as_of)
 
 
 # --- robust ranking ------------------------------------------------------------------------------
@@ -136,8 +140,8 @@ def test_deleted_strategy_leaves_every_result_table(ledger: Ledger, readmodel: R
     cur = readmodel.cursor()
     for table in ("backtests", "trades", "trade_performance"):
         column = "id" if table == "backtests" else "backtest_id"
-        (count,) = cur.execute(f"SELECT count(*) FROM {table} WHERE {column} IN (SELECT unnest(?))", [gone]).fetchone()
-        assert count == 0
+        counted = cur.execute(f"SELECT count(*) FROM {table} WHERE {column} IN (SELECT unnest(?))", [gone]).fetchone()
+        assert counted == (0,)
     deleted = q.history(cur, gone[0])[-1]
     assert deleted["event_type"] == "Deleted" and deleted["payload"] == {"reason": STRATEGY_DELETED}
 
@@ -160,8 +164,7 @@ def test_rerun_replaces_the_result_and_its_robustness_tests(ledger: Ledger, read
     assert row is not None and row["return_dd"] == 0.5 and row["trades"] == 2
     assert [t["trade_no"] for t in q.trades_of(cur, backtest)] == [1, 2]
     assert q.robustness_tests_of(cur, backtest) == []
-    (results,) = cur.execute("SELECT results FROM backtest_keys WHERE id = ?", [backtest]).fetchone()
-    assert results == 2
+    assert cur.execute("SELECT results FROM backtest_keys WHERE id = ?", [backtest]).fetchone() == (2,)
 
 
 def test_robustness_tests_leave_with_a_deletion_and_return_with_a_restore(ledger: Ledger, readmodel: ReadModel) -> None:
@@ -238,6 +241,7 @@ def searchable(ledger: Ledger, readmodel: ReadModel) -> dict[str, str]:
 
 
 def _search(readmodel: ReadModel, **kwargs: object) -> q.Page:
+    # Passes filtered_search's own keywords through, which `object` does not type one by one.
     return q.filtered_search(readmodel.cursor(), **kwargs)  # type: ignore[arg-type]
 
 
@@ -286,7 +290,7 @@ def test_a_parsed_search_answers_for_its_own_parameters_in_every_thread(
     thresholds = {0.0: "abcd", 7.0: "abd", 15.0: "ab", 25.0: "a", 35.0: ""}
     expected = {m: sorted(searchable[k] for k in keys) for m, keys in thresholds.items()}
 
-    def search(minimum: float) -> list[object]:
+    def search(minimum: float) -> list[str]:
         return sorted(_ids(_search(readmodel, min_return=minimum).items))
 
     assert {m: search(m) for m in thresholds} == expected
@@ -340,8 +344,7 @@ def test_lists_lookups_and_history(ledger: Ledger, readmodel: ReadModel) -> None
     assert [e["payload"] for e in events[2:]] == [{"favorite": True}, {"favorite": False}]
     assert events[1]["payload"]["trades"]["entry_bar"] == [0, 1, 2]
     assert [e["position"] for e in events] == sorted(e["position"] for e in events)
-    (versions,) = cur.execute("SELECT count(*) FROM backtest_versions WHERE id = ?", [high]).fetchone()
-    assert versions == 3
+    assert cur.execute("SELECT count(*) FROM backtest_versions WHERE id = ?", [high]).fetchone() == (3,)
 
 
 def test_parameters_are_part_of_the_key_and_shown(ledger: Ledger, readmodel: ReadModel) -> None:

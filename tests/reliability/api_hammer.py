@@ -41,6 +41,7 @@ def hammer(
         ledger = open_ledger(home)
     deadline = time.monotonic() + budget_s
     records: list[dict[str, Any]] = []
+    target: str | None  # None for a batch, which names no one result
     with httpx.Client(base_url=url, timeout=60, trust_env=False) as http:
         for _ in range(count):
             if time.monotonic() > deadline:

@@ -18,7 +18,14 @@ from typing import IO, Any
 
 from btledger.domain.backtest import Backtest
 from btledger.domain.ledger import Ledger, store_env
-from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS, BacktestOutcome, RunSpec
+from btledger.engine.result import (
+    METRIC_COLUMNS,
+    TRADE_COLUMNS,
+    TRADE_PERFORMANCE_COLUMNS,
+    BacktestOutcome,
+    JsonScalar,
+    RunSpec,
+)
 from btledger.projections.readmodel import ReadModel
 from btledger.projections.schema import TABLES
 
@@ -236,9 +243,14 @@ def synthetic_outcome(index: int, trades: int) -> BacktestOutcome:
     columns["entry_time"] = [f"{start + timedelta(hours=6 * i)}T00:00:00+00:00" for i in range(trades)]
     columns["exit_time"] = [f"{start + timedelta(hours=6 * i)}T03:00:00+00:00" for i in range(trades)]
     columns["tag"] = [None if i % 3 else f"t{i}" for i in range(trades)]
+    performance: dict[str, JsonScalar] = {
+        **dict.fromkeys(TRADE_PERFORMANCE_COLUMNS, 0.25),
+        "long_count": trades,
+        "short_count": 0,
+    }
     return BacktestOutcome(
         metrics=metrics,
-        trade_performance=dict.fromkeys(TRADE_PERFORMANCE_COLUMNS, 0.25) | {"long_count": trades, "short_count": 0},
+        trade_performance=performance,
         trades=columns,
         data_source="synthetic",
         data_fingerprint="a" * 64,

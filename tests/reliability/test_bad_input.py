@@ -25,9 +25,8 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
-from click.testing import Result
 from litestar.testing import TestClient
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from btledger.api.cli import app
 from btledger.api.http import create_app
@@ -396,7 +395,7 @@ def test_text_filters_still_match_substrings_case_insensitively(home: Path) -> N
 
 
 def packaged(name: str) -> dict[str, Any]:
-    return yaml.safe_load((PACKAGED_CONFIGS / name).read_text())  # type: ignore[no-any-return]
+    return yaml.safe_load((PACKAGED_CONFIGS / name).read_text())
 
 
 def with_change(name: str, change: Any) -> str:

@@ -80,7 +80,7 @@ def finished_job(http: httpx.Client, job_id: str, timeout: float = 120.0) -> dic
     while True:
         job = http.get(f"/jobs/{job_id}").json()
         if job["status"] in ("done", "failed"):
-            return job  # type: ignore[no-any-return]
+            return job
         assert time.monotonic() < deadline, f"job {job_id} did not finish: {job}"
         time.sleep(0.1)
 

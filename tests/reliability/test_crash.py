@@ -113,7 +113,9 @@ LONG_BATCH = BatchPlan(
 )
 
 
-def kill_batch_repeatedly(plan: BatchPlan, home: Path, workdir: Path, rng: random.Random) -> tuple[list[Kill], list]:
+def kill_batch_repeatedly(
+    plan: BatchPlan, home: Path, workdir: Path, rng: random.Random
+) -> tuple[list[Kill], list[dict[tuple[str, int], str]]]:
     """Start the batch and SIGKILL it at `plan.kills` seeded points, restarting each time.
 
     Returns the kills and, per kill, the committed results right after it."""

@@ -14,7 +14,7 @@ from btledger.engine.robustness import RobustnessInputError, luck_test
 RETURNS = [10.0, 50.0, -10.0, 20.0, 25.0, -50.0, -20.0, 5.0, 0.0, 10.0]
 
 
-def trades(returns_pct: list[float], exit_bars: list[int] | None = None) -> dict[str, list[float]]:
+def trades(returns_pct: list[float], exit_bars: list[int] | None = None) -> dict[str, list[float] | list[int]]:
     return {
         "return_pct": returns_pct,
         # net_pnl has the return's sign; a 0 % trade has net_pnl 0 and is not a win.
@@ -110,7 +110,7 @@ def test_reproducible() -> None:
         ({"initial_cash": 0}, "initial_cash"),
     ],
 )
-def test_validation_errors_name_the_field(kwargs: dict, field: str) -> None:
+def test_validation_errors_name_the_field(kwargs: dict[str, float], field: str) -> None:
     arguments = {"initial_cash": 1000.0, "percent": 5.0, **kwargs}
     with pytest.raises(RobustnessInputError, match=rf"^{field}: "):
         luck_test(trades(RETURNS), **arguments)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from btledger.engine.robustness import RobustnessInputError, montecarlo
-from btledger.engine.robustness.montecarlo import bucket_ids, simulate_paths
+from btledger.engine.robustness.montecarlo import Method, bucket_ids, simulate_paths
 
 
 def trades(returns_pct: list[float], sizes: list[float] | None = None) -> dict[str, list[float]]:
@@ -23,7 +23,7 @@ def trades(returns_pct: list[float], sizes: list[float] | None = None) -> dict[s
 
 @pytest.mark.parametrize("method", ["bootstrap", "normal"])
 @pytest.mark.parametrize("step", [2.0, -3.0])
-def test_identical_returns_give_the_deterministic_compounding_on_every_path(method: str, step: float) -> None:
+def test_identical_returns_give_the_deterministic_compounding_on_every_path(method: Method, step: float) -> None:
     result = montecarlo(trades([step] * 4), paths=200, trades_per_path=7, method=method, seed=1)
     growth = [(1 + step / 100) ** i for i in range(8)]
     expected_return = (growth[-1] - 1) * 100
@@ -59,7 +59,7 @@ def test_bootstrap_draws_each_trade_with_equal_frequency() -> None:
 
 
 @pytest.mark.parametrize("method", ["bootstrap", "normal"])
-def test_mean_final_growth_matches_the_product_of_expected_steps(method: str) -> None:
+def test_mean_final_growth_matches_the_product_of_expected_steps(method: Method) -> None:
     # Steps are independent, so E[Π(1 + r)] = (1 + E[r])**T for either method (bucket means are preserved).
     returns = [4.0, -2.0, 3.0, -1.0, 6.0, -5.0, 2.0]
     sizes = [1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0]
@@ -89,7 +89,7 @@ def test_normal_method_bucket_probabilities_follow_the_data() -> None:
 
 
 @pytest.mark.parametrize("method", ["bootstrap", "normal"])
-def test_single_trade_buckets_produce_no_nan(method: str) -> None:
+def test_single_trade_buckets_produce_no_nan(method: Method) -> None:
     # Every bucket (long/short × win/loss) holds exactly one trade: the seed's std was NaN for each.
     result = montecarlo(trades([5.0, -3.0, 2.0, -1.0], [1.0, 1.0, -1.0, -1.0]), paths=500, method=method, seed=2)
     values = list(result.metrics.values()) + list(result.summary.values())
@@ -165,9 +165,10 @@ def test_without_seed_a_seed_is_drawn_and_reproduces_the_result() -> None:
         ({"seed": -1}, "seed"),
     ],
 )
-def test_validation_errors_name_the_field(kwargs: dict, field: str) -> None:
+def test_validation_errors_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(RobustnessInputError) as caught:
-        montecarlo(trades([1.0, 2.0]), **kwargs)
+        # Values of the wrong type on purpose (1.5 paths, method "student"): the check at run time is tested.
+        montecarlo(trades([1.0, 2.0]), **kwargs)  # type: ignore[arg-type]
     assert str(caught.value).startswith(f"{field}: ")
     assert isinstance(caught.value, ValueError)
 

@@ -11,7 +11,7 @@ import pytest
 
 from btledger.domain.robustness import _random_trader_runner
 from btledger.engine import SpecError, run_backtest
-from btledger.engine.result import RunSpec
+from btledger.engine.result import JsonScalar, RunSpec
 from btledger.engine.robustness import (
     RobustnessInputError,
     bootstrap_compare,
@@ -19,8 +19,9 @@ from btledger.engine.robustness import (
     random_test,
 )
 from btledger.strategies.random_trader import parse_hold_bars
+from tests.typed import number
 
-REAL = {
+REAL: dict[str, list[float]] = {
     "size": [1.0, -2.0, 1.0, 3.0],
     "entry_bar": [0, 10, 20, 40],
     "exit_bar": [5, 12, 30, 41],  # held 5, 2, 10 and 1 bars
@@ -94,8 +95,8 @@ def test_identical_pools_are_indistinguishable() -> None:
     figures = bootstrap_compare(returns, net, returns, net, iterations=4000, rng=np.random.default_rng(2))
     for name in ("return", "drawdown", "return_dd"):
         assert figures[f"{name}_p_value"] == pytest.approx(0.5, abs=0.03)
-        assert abs(figures[f"{name}_mean_diff"]) < 0.05 * figures[f"{name}_std_diff"]
-        assert abs(figures[f"{name}_z_score"]) < 0.05
+        assert abs(number(figures[f"{name}_mean_diff"])) < 0.05 * number(figures[f"{name}_std_diff"])
+        assert abs(number(figures[f"{name}_z_score"])) < 0.05
     assert figures["return_real_mean"] == pytest.approx(figures["return_random_mean"], rel=0.05)
 
 
@@ -148,8 +149,8 @@ def test_better_strategy_has_small_p_values_and_plain_json() -> None:
     real = fake_trades(rng, 80, 0.8)
     result = random_test(real, bars=1000, run_random=FakeRandomRunner(40, -0.2), runs=5, iterations=500, seed=5)
     assert result.kind == "random"
-    assert result.summary["return_p_value"] < 0.05
-    assert result.summary["return_z_score"] > 1.5
+    assert number(result.summary["return_p_value"]) < 0.05
+    assert number(result.summary["return_z_score"]) > 1.5
     assert set(result.summary) == {
         f"{m}_{s}" for m in ("return", "drawdown", "return_dd", "win_rate") for s in ("p_value", "z_score")
     } | {"real_trades", "random_trades_per_run", "real_mean_hold_bars", "random_mean_hold_bars"}
@@ -170,20 +171,20 @@ def test_same_seed_same_result() -> None:
     ("kwargs", "field"),
     [({"iterations": 0}, "iterations"), ({"runs": 0}, "runs"), ({"bars": 0}, "bars"), ({"seed": -2}, "seed")],
 )
-def test_validation_errors_name_the_field(kwargs: dict, field: str) -> None:
-    arguments = {"bars": 100, "run_random": FakeRandomRunner(), "runs": 2, "iterations": 10, "seed": 1, **kwargs}
+def test_validation_errors_name_the_field(kwargs: dict[str, int], field: str) -> None:
+    arguments = {"bars": 100, "runs": 2, "iterations": 10, "seed": 1, **kwargs}
     with pytest.raises(RobustnessInputError, match=rf"^{field}: "):
-        random_test(REAL, **arguments)
+        random_test(REAL, run_random=FakeRandomRunner(), **arguments)
 
 
 def test_a_trade_ending_before_it_starts_is_rejected() -> None:
-    backwards = {**REAL, "exit_bar": [5, 9, 30, 41]}  # the second exits at bar 9, entered at 10
+    backwards: dict[str, list[float]] = {**REAL, "exit_bar": [5, 9, 30, 41]}  # the second exits at bar 9, entered at 10
     with pytest.raises(RobustnessInputError, match=r"^trades: exit_bar − entry_bar must be a whole number"):
         random_test(backwards, bars=100, run_random=FakeRandomRunner(), seed=1)
 
 
 def test_no_trades_real_or_random_is_rejected() -> None:
-    empty = {key: [] for key in REAL}
+    empty: dict[str, list[float]] = {key: [] for key in REAL}
     with pytest.raises(RobustnessInputError, match=r"^trades: "):
         random_test(empty, bars=100, run_random=FakeRandomRunner(), seed=1)
     with pytest.raises(RobustnessInputError, match=r"^runs: "):
@@ -205,7 +206,13 @@ def test_iterations_times_trades_is_bounded_before_any_random_run() -> None:
 def test_random_trader_holds_as_long_as_the_profile_it_is_given(hold: int) -> None:
     """The benchmark trader's trades last the holding period it is given, counted as `profile_strategy`
     counts the real strategy's (exit bar minus entry bar); a stop 50 ATRs away never ends one early."""
-    params = {"prob_trade": 0.05, "avg_position_hold": hold, "std_position_hold": 0.0, "sl_atr": 50.0, "seed": 3}
+    params: dict[str, JsonScalar] = {
+        "prob_trade": 0.05,
+        "avg_position_hold": hold,
+        "std_position_hold": 0.0,
+        "sl_atr": 50.0,
+        "seed": 3,
+    }
     spec = RunSpec("RandomTrader", "EURUSD", "H1", 0.1, date(2017, 5, 1), date(2018, 2, 1), 100_000.0, params=params)
     outcome = run_backtest(spec)
     held = np.array(outcome.trades["exit_bar"]) - np.array(outcome.trades["entry_bar"])
@@ -217,7 +224,13 @@ def test_random_trader_holds_as_long_as_the_profile_it_is_given(hold: int) -> No
 def test_random_trader_draws_each_hold_from_the_given_ones_and_ends_trades_by_it_only() -> None:
     """A tight stop (0.1 ATR) that would end most trades on their first bars only sizes them; a drawn
     0 (a real trade stopped on its entry bar) lasts one bar, the shortest a closed trade can."""
-    params = {"prob_trade": 0.05, "hold_bars": "0,4,9", "exit_at_stop": False, "sl_atr": 0.1, "seed": 3}
+    params: dict[str, JsonScalar] = {
+        "prob_trade": 0.05,
+        "hold_bars": "0,4,9",
+        "exit_at_stop": False,
+        "sl_atr": 0.1,
+        "seed": 3,
+    }
     spec = RunSpec("RandomTrader", "EURUSD", "H1", 0.1, date(2017, 5, 1), date(2018, 2, 1), 100_000.0, params=params)
     outcome = run_backtest(spec)
     held = np.array(outcome.trades["exit_bar"]) - np.array(outcome.trades["entry_bar"])
@@ -246,7 +259,7 @@ SAMPLE_RESULTS = [
 
 
 @pytest.mark.parametrize("key", SAMPLE_RESULTS, ids=lambda key: "-".join(map(str, key[:3])))
-def test_random_runs_trade_as_often_and_as_long_as_the_strategy(key: tuple) -> None:
+def test_random_runs_trade_as_often_and_as_long_as_the_strategy(key: tuple[str, str, str, date, date]) -> None:
     """Through the engine, as `btledger test random` runs it: the random runs' realised trades per run and
     mean holding period match the strategy's within sampling error. A standard error here is √(trades /
     runs) trades and std hold / √(pooled random trades) bars; over 30 seeds of this test both results
@@ -260,10 +273,10 @@ def test_random_runs_trade_as_often_and_as_long_as_the_strategy(key: tuple) -> N
         outcome, bars=outcome.bars, run_random=_random_trader_runner(spec), runs=runs, iterations=200, seed=11
     )
     summary, metrics = result.summary, result.metrics
-    trades = summary["real_trades"]
-    assert abs(summary["random_trades_per_run"] - trades) <= 5 * (trades / runs) ** 0.5
-    hold_error = metrics["profile_std_position_hold"] / metrics["random_trades"] ** 0.5
-    assert abs(summary["random_mean_hold_bars"] - summary["real_mean_hold_bars"]) <= 5 * hold_error
+    trades = number(summary["real_trades"])
+    assert abs(number(summary["random_trades_per_run"]) - trades) <= 5 * (trades / runs) ** 0.5
+    hold_error = number(metrics["profile_std_position_hold"]) / number(metrics["random_trades"]) ** 0.5
+    assert abs(number(summary["random_mean_hold_bars"]) - number(summary["real_mean_hold_bars"])) <= 5 * hold_error
     # The spread of the holds is copied too (within 6 % over the 30 seeds; the Normal's truncation skewed it).
     assert metrics["random_std_hold_bars"] == pytest.approx(metrics["profile_std_position_hold"], rel=0.1)
 
