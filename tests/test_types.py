@@ -1,4 +1,4 @@
-"""The type hints are checked: mypy, configured in pyproject.toml, finds no error in btledger."""
+"""The type hints are checked: mypy, configured in pyproject.toml, finds no error in btledger or tests."""
 
 from __future__ import annotations
 
