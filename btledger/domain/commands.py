@@ -29,7 +29,7 @@ from pydantic import (
 from btledger.config import ConfigError, load_instruments, load_settings, load_timeframes
 from btledger.domain.errors import InvalidInput
 from btledger.engine.errors import SpecError
-from btledger.engine.registry import get_strategy, strategy_names
+from btledger.engine.registry import get_strategy, registry, strategy_names
 from btledger.engine.result import JsonScalar, RunSpec
 
 C = TypeVar("C", bound=BaseModel)
@@ -207,8 +207,7 @@ def params_from_text(strategies: Sequence[str], texts: dict[str, str]) -> dict[s
     Raises InvalidInput (`params`) when the text reads as different values for two of the strategies (a
     text for one, a number for the other): a batch gives all its strategies one value.
     """
-    known = set(strategy_names())
-    entries = [get_strategy(name) for name in dict.fromkeys(strategies) if name in known]
+    entries = [entry for name in dict.fromkeys(strategies) if (entry := registry().get(name)) is not None]
     params: dict[str, JsonScalar] = {}
     for key, text in texts.items():
         readings = {entry.name: entry.param_from_text(key, text) for entry in entries if key in entry.params}
