@@ -82,8 +82,10 @@ def verify(ledger: Ledger, backtest: UUID, run: Callable[[RunSpec], BacktestOutc
     except SpecError as error:
         # Parameters it ran with, refused now: bounds or rules its strategy declared since (SmaCross
         # n_fast=50, n_slow=20). Its code changed, so it cannot be re-run as it was.
-        if error.field == "params" and _strategy_fingerprint(aggregate.spec) != recorded.strategy_fingerprint:
-            return _unrunnable(backtest, aggregate.spec, recorded)
+        if error.field == "params":
+            fingerprint = _strategy_fingerprint(aggregate.spec)
+            if fingerprint != recorded.strategy_fingerprint:
+                return _unrunnable(backtest, aggregate.spec, recorded, fingerprint)
         raise
     mismatches: list[dict[str, JsonScalar]] = []
     verdict: Verdict | None = changed_input(recorded, current)
@@ -119,8 +121,9 @@ def _strategy_fingerprint(spec: RunSpec) -> str:
     return get_strategy(spec.strategy).fingerprint
 
 
-def _unrunnable(backtest: UUID, spec: RunSpec, recorded: BacktestOutcome) -> Verification:
-    """The verdict on a result that its changed strategy cannot re-run: what changed, data or code."""
+def _unrunnable(backtest: UUID, spec: RunSpec, recorded: BacktestOutcome, strategy_fingerprint: str) -> Verification:
+    """The verdict on a result that its changed strategy (now of `strategy_fingerprint`) cannot re-run:
+    what changed, data or code."""
     from btledger.engine import load_frame
 
     data_fingerprint = load_frame(spec.ticker, spec.timeframe, spec.date_from, spec.date_to).fingerprint
@@ -130,5 +133,5 @@ def _unrunnable(backtest: UUID, spec: RunSpec, recorded: BacktestOutcome) -> Ver
         recorded_data_fingerprint=recorded.data_fingerprint,
         current_data_fingerprint=data_fingerprint,
         recorded_strategy_fingerprint=recorded.strategy_fingerprint,
-        current_strategy_fingerprint=_strategy_fingerprint(spec),
+        current_strategy_fingerprint=strategy_fingerprint,
     )
