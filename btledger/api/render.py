@@ -132,7 +132,8 @@ def print_progress_line(event: dict[str, Any]) -> None:
 
 
 def summarise_payload(payload: dict[str, Any], width: int = 80) -> str:
-    """A one-line digest of an event payload: scalars shown, large structures counted."""
+    """A one-line digest of an event payload: scalars shown as `history --json` writes them (`true`, `null`;
+    text unquoted), large structures counted."""
     parts = []
     for key, value in payload.items():
         if isinstance(value, dict):
@@ -140,6 +141,7 @@ def summarise_payload(payload: dict[str, Any], width: int = 80) -> str:
         elif isinstance(value, list):
             parts.append(f"{key}=[{len(value)}]")
         else:
-            parts.append(f"{key}={value}")
+            scalar = jsonable(value)
+            parts.append(f"{key}={scalar if isinstance(scalar, str) else msgspec.json.encode(scalar).decode()}")
     text = ", ".join(parts)
     return text if len(text) <= width else text[: width - 1] + "…"

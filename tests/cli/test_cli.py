@@ -127,6 +127,11 @@ def test_the_read_side_reflects_each_command(btledger_home: Path) -> None:
     assert cli_json("search")["total"] == 0
     events = [h["event_type"] for h in cli_json("history", backtest)]
     assert events == ["Registered", "ResultRecorded", "FavoriteToggled", "Deleted", "Restored", "Deleted"]
+    # The table's payload digest writes scalars as --json does (not Python's True/None), text unquoted.
+    table = cli("history", backtest)
+    assert table.exit_code == 0, table.output
+    assert "favorite=true" in table.stdout and "True" not in table.stdout
+    assert "reason=strategy deleted" in table.stdout
 
 
 def test_sql_reads_and_refuses_writes(btledger_home: Path) -> None:
