@@ -115,9 +115,26 @@ class Format:
         return True
 
     def canonical(self, value: str) -> str:
-        """The text a key holds for `value`, an admitted one: its format's writing of what `parse` reads."""
+        """The text a key holds for `value`, an admitted one: its format's writing of what `parse` reads.
+
+        Raises `ValueError` when the format does not read its own text back the same (`parse` refuses it,
+        or writing what it reads gives another text): a key written so would change each time it is read.
+        """
         text_format = self.text_format
-        return value if text_format.format is None else text_format.format(text_format.parse(value))
+        if text_format.format is None:
+            return value
+        text = text_format.format(text_format.parse(value))
+        try:
+            again = text_format.format(text_format.parse(text))
+        except ValueError as error:
+            raise ValueError(
+                f"the format of {self.name} writes {text!r} for {value!r}, which its parse refuses ({error})"
+            ) from None
+        if again != text:
+            raise ValueError(
+                f"the format of {self.name} does not read its own text back: {value!r} -> {text!r} -> {again!r}"
+            )
+        return text
 
     @property
     def requirement(self) -> str:
@@ -161,6 +178,11 @@ def declared_bounds(strategy: str, cls: type[Strategy], params: Mapping[str, Jso
         bound = _constraint(strategy, name, default, metadata)
         if not bound.admits(default):
             raise ValueError(f"strategy {strategy}: the default {name} = {default!r} is outside its bound {bound}")
+        if isinstance(bound, Format):
+            try:
+                bound.canonical(str(default))
+            except ValueError as error:
+                raise ValueError(f"strategy {strategy}: {error}") from None
         bounds[name] = bound
     return bounds
 

@@ -115,7 +115,10 @@ class StrategyEntry:
         for name in overrides:
             value, default = resolved[name], self.params[name]
             if isinstance(bound := self.bounds.get(name), Format):
-                value, default = bound.canonical(str(value)), bound.canonical(str(default))
+                try:
+                    value, default = bound.canonical(str(value)), bound.canonical(str(default))
+                except ValueError as error:  # the strategy's format, not the value, is at fault: said as such
+                    raise SpecError("params", f"strategy {self.name}: {error}") from None
             if value != default:
                 key[name] = value
         return key

@@ -229,6 +229,20 @@ def test_a_user_strategy_declares_a_texts_format(fresh_registry: None, monkeypat
         entry.resolve_params({"code": "eq"})
 
 
+def test_a_format_that_does_not_read_its_own_text_back_is_refused_for_the_value_that_shows_it(
+    fresh_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(monkeypatch, "FormatDriftsOnLargeValues")
+    entry = get_strategy("FormatDriftsOnLargeValues")
+    assert entry.key_params({"window": " 7"}) == {"window": "7"}
+    with pytest.raises(
+        SpecError,
+        match=r"^params: strategy FormatDriftsOnLargeValues: the format of window does not "
+        r"read its own text back: '12' -> '24' -> '48'$",
+    ):
+        entry.key_params({"window": "12"})
+
+
 @pytest.mark.parametrize(
     ("name", "problem"),
     [
@@ -243,6 +257,10 @@ def test_a_user_strategy_declares_a_texts_format(fresh_registry: None, monkeypat
         ("FormatOnNumber", "window has a TextFormat but is not a text (default 4)"),
         ("FormatAndBound", "code takes one TextFormat and nothing more, got [TextFormat("),
         ("DefaultOutOfFormat", "the default code = 'fx' is outside its bound code (two capital letters)"),
+        (
+            "FormatNotReadBack",
+            "the format of codes writes 'FX;EQ' for 'FX,EQ', which its parse refuses (expected two capital letters",
+        ),
         ("TwoLowerBounds", "window has two lower bounds"),
         ("UnreadableRule", "cannot read the rule 'fast << slow'; write e.g. 'n_fast < n_slow'"),
         ("RuleOnUnknownName", "the rule 'fast < slow' names slow, which is not a numeric parameter"),

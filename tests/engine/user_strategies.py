@@ -125,3 +125,28 @@ class DefaultsBreakTheRule(_Declared):
 
 class UnreadableAnnotation(_Declared):
     window: Annotated[int, NoSuchBound(1)] = 4  # noqa: F821
+
+
+def join_with_semicolons(codes: list[str]) -> str:
+    return ";".join(codes)
+
+
+def parse_comma_codes(text: str) -> list[str]:
+    """Comma-separated codes of two capital letters."""
+    return [parse_code(code.strip()) for code in text.split(",")]
+
+
+class FormatNotReadBack(_Declared):
+    """Its format writes a separator its parser refuses: the default's key could not be read again."""
+
+    codes: Annotated[str, TextFormat("codes", parse_comma_codes, join_with_semicolons)] = "FX,EQ"
+
+
+def double_large(value: int) -> str:
+    return str(value * 2 if value > 10 else value)
+
+
+class FormatDriftsOnLargeValues(_Declared):
+    """Its format round-trips its default but writes another number for one above 10, each time it is read."""
+
+    window: Annotated[str, TextFormat("a whole number", int, double_large)] = "4"
