@@ -109,10 +109,13 @@ class StrategyProfile:
     def params(self) -> dict[str, Any]:
         """Parameters of the RandomTrader strategy, under the names it reads: each random trade's holding
         period is drawn from the strategy's own, and only that period ends it (its stop just sizes it)."""
+        # Here, not at the top: the trader's module imports backtesting.py, which reading a test's figures needs not.
+        from btledger.strategies.random_trader import format_hold_bars
+
         return {
             "prob_trade": self.prob_trade,
             "prob_long": self.prob_long,
-            "hold_bars": ",".join(map(str, self.hold_bars)),
+            "hold_bars": format_hold_bars(np.asarray(self.hold_bars, dtype=np.int64)),
             "exit_at_stop": False,
         }
 
