@@ -20,7 +20,6 @@ from btledger.domain.batch import Progress as BatchProgress
 from btledger.domain.commands import RunBatch, parse, parse_plan
 from btledger.domain.errors import Conflict, InvalidInput, NotFound
 from btledger.domain.plots import live_plot
-from btledger.domain.robustness import run_robustness_test
 
 
 def run_batch_with_progress(data: dict[str, Any], *, workers: int | None, quiet: bool) -> BatchReport:
@@ -182,6 +181,9 @@ def rebuild() -> dict[str, Any]:
 
 
 def robustness_test(id_or_prefix: str, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    # Here, not at the top: the tests' numpy would cost every other command ≈ 50 ms of start-up.
+    from btledger.domain.robustness import run_robustness_test
+
     ledger = bootstrap.open_ledger()
     identity = ledger.resolve(id_or_prefix)
     test_id, result, _ = run_robustness_test(ledger, identity, kind, options)

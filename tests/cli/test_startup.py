@@ -3,7 +3,8 @@ for backtesting.py and bokeh (≈ 1.2 s of imports, which `btledger history` use
 nor for pandas (≈ 0.3 s, which pyarrow imported when the catch-up after `btledger favorite` built its rows),
 nor for httpx (≈ 35 ms) when no server runs; and the commands that never open the read model must not pay
 for DuckDB (≈ 80 ms) nor for the read model's projector and pyarrow (≈ 160 ms), which the CLI's error
-mapping imported for every command."""
+mapping imported for every command; and the commands that read the ledger alone must not pay for numpy
+(≈ 50 ms), which the robustness tests' module imported for every command."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from pathlib import Path
 import duckdb
 
 from btledger import bootstrap
+from btledger.api import operations
 from btledger.engine import run_backtest
 from btledger.engine.result import RunSpec
 
 HEAVY = ("backtesting", "bokeh", "pandas", "httpx")
 READ_MODEL = ("duckdb", "pyarrow", "btledger.projections.readmodel")
+#: What a command that reads the ledger alone needs none of.
+LIBRARIES = ("numpy", *HEAVY, *READ_MODEL)
 
 
 def _imported_after(statement: str, modules: tuple[str, ...] = HEAVY) -> list[str]:
@@ -47,8 +51,8 @@ def _recorded_result() -> tuple[str, int]:
     return str(recorded[0]), len(outcome.trades["size"])
 
 
-def test_the_cli_and_its_operations_import_no_engine() -> None:
-    assert _imported_after("import btledger.api.cli, btledger.api.operations") == []
+def test_the_cli_and_its_operations_import_no_library() -> None:
+    assert _imported_after("import btledger.api.cli, btledger.api.operations", LIBRARIES) == []
 
 
 def test_validating_a_batch_loads_the_strategies() -> None:
@@ -82,12 +86,14 @@ def test_decisions_and_their_catch_ups_import_no_pandas(btledger_home: Path) -> 
         assert events == (["Registered", "ResultRecorded", "FavoriteToggled", "Deleted", "Restored"],)
 
 
-def test_commands_that_never_open_the_read_model_import_neither_duckdb_nor_pyarrow(btledger_home: Path) -> None:
+def test_commands_that_read_the_ledger_alone_import_no_library(btledger_home: Path) -> None:
     identity, _ = _recorded_result()
+    # Rendered here, so that `plot` below finds the file: it re-runs the backtest only to render one.
+    operations.plot(identity)
 
-    assert _imported_by_commands([["history", identity, "--json"]], READ_MODEL) == []
-    assert _imported_by_commands([["--help"]], READ_MODEL) == []
-    # The read model was never made: `history` read the ledger alone.
+    for command in (["history", identity, "--json"], ["history", identity], ["plot", identity, "--json"], ["--help"]):
+        assert _imported_by_commands([command], LIBRARIES) == [], command
+    # The read model was never made: `history` and `plot` read the ledger alone.
     assert not (btledger_home / "readmodel.duckdb").exists()
 
 
