@@ -153,6 +153,20 @@ def test_bad_input_is_a_4xx_naming_the_field_and_appends_nothing(
 
 
 @pytest.mark.parametrize(
+    ("name", "value", "listed"), [("sort", "bogus", "'bogus' is not one of: "), ("order", "up", "'up' is not one of: ")]
+)
+def test_a_value_outside_a_fixed_set_is_refused_listing_the_set(
+    shared: Shared, name: str, value: str, listed: str
+) -> None:
+    # A CLI search beside a server relays this detail: it must say what to give, as the local search does.
+    response = shared.client.get("/backtests", params={name: value})
+    assert response.status_code == 400 and response.json()["field"] == name
+    detail = response.json()["detail"]
+    allowed = sorted(queries.SORTABLE) if name == "sort" else ["asc", "desc"]
+    assert detail == listed + ", ".join(allowed)
+
+
+@pytest.mark.parametrize(
     ("prepare", "method", "path"),
     [
         ([], "POST", "/backtests/{id}/restore"),  # not deleted
