@@ -63,6 +63,15 @@ def _answers(url: str) -> bool:
         return False
 
 
+def test_serve_logs_the_address_it_serves(btledger_home: Path) -> None:
+    # `--port 0` (or a busy default) leaves a person no other way to learn the address but server.json.
+    with serving(btledger_home, stderr=subprocess.PIPE) as (process, info):
+        pass
+    assert process.stderr is not None
+    log = process.stderr.read().decode()
+    assert f"btledger serves {btledger_home.resolve()} at {info.url} (API docs at {info.url}/schema)" in log
+
+
 def test_serve_runs_a_batch_over_http_and_streams_it_to_the_end(
     server: tuple[subprocess.Popen[bytes], ServerInfo], btledger_home: Path
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import logging
 import os
 import signal
 import socket
@@ -41,6 +42,9 @@ from btledger.domain.batch import run_batches
 from btledger.domain.errors import LedgerError
 from btledger.projections.projector import Projector
 from btledger.projections.readmodel import ReadModel
+
+#: uvicorn's own logger: the one its log configuration shows, beside its startup lines.
+_UVICORN_LOG = logging.getLogger("uvicorn.error")
 
 ROUTES = [*backtests.ROUTES, *jobs.ROUTES, *rankings.ROUTES, *strategies.ROUTES, *system.ROUTES]
 
@@ -91,6 +95,9 @@ def create_app(
             if announce is not None:
                 client.write_server_file(home, *announce)
                 stack.callback(client.remove_server_file, home)
+                # uvicorn names no address when given a bound socket, and `--port 0` picks one at random.
+                url = client.ServerInfo(os.getpid(), *announce).url
+                _UVICORN_LOG.info("btledger serves %s at %s (API docs at %s/schema)", home, url, url)
             yield
 
     return Litestar(
