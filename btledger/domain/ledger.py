@@ -172,7 +172,9 @@ class Ledger(Application[UUID]):
         if not matches:
             raise NotFound(f"no backtest id starts with {text!r}")
         if len(matches) > 1:
-            raise NotFound(f"id prefix {text!r} is ambiguous: it matches {len(matches)} backtests")
+            # Named, so a person can pick one: even among 100,000 ids a 4-digit prefix matches a handful.
+            listed = ", ".join(sorted(map(str, matches)))
+            raise NotFound(f"id prefix {text!r} is ambiguous: it matches {len(matches)} backtests ({listed})")
         return matches[0]
 
     def history(self, backtest: UUID) -> list[HistoryEntry]:

@@ -200,6 +200,21 @@ def test_unknown_ids_and_prefixes(ledger: Ledger) -> None:
         ledger.toggle_favorite(UUID(int=1))
 
 
+def test_an_ambiguous_prefix_names_the_backtests_it_matches(ledger: Ledger) -> None:
+    first_risk: dict[str, float] = {}
+    for cents in range(1, 10_001):  # two keys whose ids share their first 4 hex digits
+        prefix = str(backtest_id(spec(risk=cents / 100)))[:4]
+        if prefix in first_risk:
+            break
+        first_risk[prefix] = cents / 100
+    twins = sorted(
+        str(ledger.record_outcome(spec(risk=risk), outcome())[0]) for risk in (first_risk[prefix], cents / 100)
+    )
+    with pytest.raises(NotFound) as refused:
+        ledger.resolve(prefix)
+    assert str(refused.value) == f"id prefix {prefix!r} is ambiguous: it matches 2 backtests ({twins[0]}, {twins[1]})"
+
+
 def test_concurrent_toggles_from_threads_lose_nothing(ledger: Ledger) -> None:
     identity, _ = ledger.record_outcome(spec(), outcome())
     threads = [threading.Thread(target=lambda: [ledger.toggle_favorite(identity) for _ in range(10)]) for _ in range(4)]
