@@ -63,7 +63,7 @@ app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-WORKERS_HELP = f"Worker processes for batches, 1 to {MAX_WORKERS} (default: settings, 0 there: one per core)."
+WORKERS_HELP = f"Worker processes for batches, 1 to {MAX_WORKERS} (0 or none: settings, 0 there: one per core)."
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -141,14 +141,14 @@ def run(
         list[str] | None, typer.Option("--risk", "-r", help="Percent of equity risked per trade (repeatable).")
     ] = None,
     date_from: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD.")] = None,
-    date_to: Annotated[str | None, typer.Option("--to", help="Last day (exclusive), YYYY-MM-DD.")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last day (inclusive), YYYY-MM-DD.")] = None,
     cash: Annotated[float | None, typer.Option("--cash", help="Initial cash (default: settings).")] = None,
-    method: Annotated[str | None, typer.Option(help="Method label, part of the key [default: pa].")] = None,
+    method: Annotated[str | None, typer.Option(help="Method label, part of the key (default: pa).")] = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Strategy parameter NAME=VALUE, read as its type (repeatable).")
     ] = None,
     rerun: Annotated[bool, typer.Option("--rerun", help="Record a new result even where one exists.")] = False,
-    plot: Annotated[str | None, typer.Option(help="none | temp | persist [default: none]")] = None,
+    plot: Annotated[str | None, typer.Option(help="none | temp | persist (default: none)")] = None,
     plan: Annotated[
         Path | None,
         typer.Option(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from btledger.api.cli import app
@@ -89,6 +90,16 @@ def test_run_forks_no_more_workers_than_it_has_combinations_to_run(
     forked.clear()
     assert cli_json("run", *EURUSD, *two)["summary"]["skipped"] == 2
     assert forked == []
+
+
+def test_every_option_shows_its_whole_help() -> None:
+    # rich reads a `[default: pa]` in a help text as markup and drops it: `run --help` showed "part of the key ."
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for name, command in commands.items():
+        shown = " ".join(CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "2000"}).output.split())
+        for option in command.params:
+            assert " ".join((getattr(option, "help", None) or "").split()) in shown, (name, option.name)
+    assert "Last day (inclusive)" in cli("run", "--help").output  # `load_frame` keeps `date_to`'s bars
 
 
 def test_run_refuses_more_workers_than_the_maximum(btledger_home: Path) -> None:
