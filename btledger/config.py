@@ -51,7 +51,9 @@ def check_workers(workers: int | None) -> None:
     """Refuse a worker count asked for outside 1 to `MAX_WORKERS` (0 or None: settings, else one per core)."""
     if workers is not None and workers < 0:
         # A negative count used to make a pool of no workers: every batch then "finished" having run nothing.
-        raise ValueError(f"workers: must be at least 1 (0 or none: one per core), got {workers}")
+        raise ValueError(
+            f"workers: must be at least 1 (0 or none: settings' workers, else one per core), got {workers}"
+        )
     if workers is not None and workers > MAX_WORKERS:
         raise ValueError(f"workers: must be at most {MAX_WORKERS}, got {workers}")
 

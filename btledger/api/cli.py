@@ -282,7 +282,10 @@ def delete_strategy(
         emit(
             {"strategy": name, "deleted": [str(i) for i in ids]},
             as_json,
-            lambda d: typer.echo(f"{len(d['deleted'])} results of {name} deleted"),
+            # Its live results and the combinations of it that only ever failed: each is a combination.
+            lambda d: typer.echo(
+                f"{len(d['deleted'])} combination{'' if len(d['deleted']) == 1 else 's'} of {name} deleted"
+            ),
         )
 
 
