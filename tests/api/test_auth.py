@@ -50,6 +50,7 @@ def test_mutations_without_the_token_are_401_and_append_nothing(
         response = secured.request(method, path, headers=headers, **kwargs)
         assert response.status_code == 401, (method, path, response.text)
         assert response.json()["status"] == 401 and "Bearer" in response.json()["detail"]
+        assert response.json()["field"] == "Authorization"
         assert response.headers["www-authenticate"] == "Bearer"
     assert ledger.head() == head
 

@@ -11,7 +11,7 @@ from http import HTTPStatus
 from typing import Any
 
 from litestar import MediaType, Request, Response
-from litestar.exceptions import ClientException, HTTPException, ValidationException
+from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 from pydantic import BaseModel, ValidationError
@@ -81,8 +81,9 @@ def _model_level_field(exc: BaseException) -> str | None:
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     if exc.status_code >= 500:
         log.error("HTTP %s: %s", exc.status_code, exc.detail)
-    # Litestar raises a plain ClientException when the body cannot be decoded (malformed JSON).
-    field = "body" if type(exc) is ClientException else None
+    # Litestar raises a plain ClientException when the body cannot be decoded (malformed JSON); the token
+    # guard (`auth.require_token`) a NotAuthorizedException for the header it reads.
+    field = {ClientException: "body", NotAuthorizedException: "Authorization"}.get(type(exc))
     return error_response(exc.status_code, exc.detail, field, headers=exc.headers)
 
 
