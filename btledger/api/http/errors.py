@@ -78,12 +78,15 @@ def _model_level_field(exc: BaseException) -> str | None:
     return getattr(error, "field", None)
 
 
+#: What a Litestar exception of exactly this class is about: a plain ClientException is a body that cannot be
+#: decoded (malformed JSON); a NotAuthorizedException, the token guard's (`auth.require_token`) header.
+_FIELD_OF: dict[type[HTTPException], str] = {ClientException: "body", NotAuthorizedException: "Authorization"}
+
+
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     if exc.status_code >= 500:
         log.error("HTTP %s: %s", exc.status_code, exc.detail)
-    # Litestar raises a plain ClientException when the body cannot be decoded (malformed JSON); the token
-    # guard (`auth.require_token`) a NotAuthorizedException for the header it reads.
-    field = {ClientException: "body", NotAuthorizedException: "Authorization"}.get(type(exc))
+    field = _FIELD_OF.get(type(exc))
     return error_response(exc.status_code, exc.detail, field, headers=exc.headers)
 
 
