@@ -9,6 +9,7 @@ error, so two writers racing on one result never lose a toggle or a deletion.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,7 +19,15 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import MutableOrImmutableAggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoder, Transcoding
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    EventStore,
+    IntegrityError,
+    JSONTranscoder,
+    PersistenceError,
+    Transcoder,
+    Transcoding,
+)
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic, retry
 
@@ -31,6 +40,26 @@ T = TypeVar("T")
 
 #: Concurrency retries: enough for 8 writers hammering one result (measured: < 20 conflicts per toggle).
 _retry_on_conflict = retry(IntegrityError, max_attempts=50, wait=0.002)
+
+#: What creating PostgreSQL tables (and their row types) raises when another session creates them at the same
+#: moment, as processes starting at once on a fresh database do: `IF NOT EXISTS` does not guard against that.
+#: A duplicate key in the catalogue, a duplicate table or object, "tuple concurrently updated".
+_CONCURRENT_CREATION_SQLSTATES = frozenset({"23505", "42P07", "42710", "XX000"})
+
+
+def _created_despite_a_race(construct: Callable[[], T]) -> T:
+    """`construct()`, tried again while it fails because another session creates the same tables: once they
+    are committed, creating them again finds them."""
+    attempts = 1
+    while True:
+        try:
+            return construct()
+        except PersistenceError as error:
+            if getattr(error.__cause__, "sqlstate", None) not in _CONCURRENT_CREATION_SQLSTATES or attempts == 20:
+                raise
+        attempts += 1
+        time.sleep(0.05)
+
 
 REGISTERED_TOPIC = get_topic(Backtest.Registered)
 RESULT_TOPIC = get_topic(Backtest.ResultRecorded)
@@ -101,6 +130,12 @@ class Ledger(Application[UUID]):
     name = "Ledger"
     #: A result toggled or tested many times replays from its latest snapshot, not from event 1.
     snapshotting_intervals: ClassVar[dict[type[MutableOrImmutableAggregate[Any]], int]] = {Backtest: 50}
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        return _created_despite_a_race(super().construct_recorder)
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        return _created_despite_a_race(super().construct_snapshot_store)
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = MsgspecJSONTranscoder()
