@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from btledger.domain.audit import verify
 from btledger.domain.backtest import backtest_id
-from btledger.domain.ledger import Ledger, store_env
+from btledger.domain.ledger import Ledger
 from btledger.engine import SpecError, run_backtest
 from btledger.engine.result import RunSpec
+from tests.domain.conftest import on_each_store
 from tests.domain.test_robustness_command import SPEC
 
 #: SmaCross parameters it ran with before it declared n_fast < n_slow.
 BEFORE_RULES = dataclasses.replace(SPEC, params={"n_fast": 50, "n_slow": 20})
-
-
-@pytest.fixture
-def ledger(btledger_home: Path) -> Ledger:
-    return Ledger(env=store_env(btledger_home))
 
 
 def test_a_result_whose_parameters_its_changed_strategy_refuses_is_strategy_changed(ledger: Ledger) -> None:
@@ -45,6 +40,7 @@ def test_parameters_refused_by_the_code_they_were_recorded_with_are_still_an_err
 CANCELLING = RunSpec("SmaCross", "EURUSD", "H1", 5.0, date(2017, 4, 19), date(2018, 2, 8), 100_000.0)
 
 
+@on_each_store
 def test_the_count_of_orders_cancelled_for_margin_is_verified_when_the_result_has_one(ledger: Ledger) -> None:
     outcome = run_backtest(CANCELLING)
     assert outcome.margin_cancelled_orders == 5

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from btledger.bootstrap import projecting
 from btledger.domain import commands
 from btledger.domain.backtest import backtest_id
 from btledger.domain.batch import Progress, run_batches
@@ -24,6 +25,9 @@ from btledger.engine.interrupt import Interrupt
 from btledger.engine.pool import WorkerPool
 from btledger.engine.registry import StrategyEntry
 from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
+from btledger.projections.queries import filtered_search
+from btledger.projections.readmodel import ReadModel
+from tests.domain.conftest import on_each_store
 
 BATCH = {
     "strategies": ["SmaCross", "DonchianBreakout"],
@@ -33,11 +37,6 @@ BATCH = {
     "date_from": "2017-05-01",
     "date_to": "2018-02-01",
 }
-
-
-@pytest.fixture
-def ledger(btledger_home: Path) -> Ledger:
-    return Ledger(env=store_env(btledger_home))
 
 
 def test_a_failing_combination_is_recorded_and_the_others_go_on(ledger: Ledger, btledger_home: Path) -> None:
@@ -61,6 +60,23 @@ def test_a_failing_combination_is_recorded_and_the_others_go_on(ledger: Ledger, 
     assert again.summary == {"recorded": 0, "skipped": 4, "failed": 4}
     events = [h.event_type for h in ledger.history(failed[0].id)]
     assert events == ["Registered", "RunFailed", "RunFailed"]
+
+
+@on_each_store
+def test_a_batch_recorded_in_the_store_is_projected_into_the_read_model(ledger: Ledger, btledger_home: Path) -> None:
+    command = parse(RunBatch, {**BATCH, "tickers": ["EURUSD"], "timeframes": ["H4"]})
+    with WorkerPool(2) as pool, projecting(ledger, btledger_home) as project:
+        report = run_batches(ledger, [command], pool, btledger_home, project)
+    assert report.summary == {"recorded": 2, "skipped": 0, "failed": 0}
+    with ReadModel.open(btledger_home / "readmodel.duckdb") as readmodel:
+        page = filtered_search(readmodel.cursor(), sort="return_pct")
+        assert readmodel.position() == report.last_position == ledger.head()
+    assert {(item["id"], item["strategy"], item["return_pct"]) for item in page.items} == {
+        (str(r.id), r.spec.strategy, (r.metrics or {})["return_pct"]) for r in report.results
+    }
+    with WorkerPool(1) as pool:
+        again = run_batches(ledger, [command], pool, btledger_home)
+    assert again.summary == {"recorded": 0, "skipped": 2, "failed": 0}
 
 
 #: Each ticker over its own data's range: two batches, one plan.

@@ -1,4 +1,4 @@
-"""The ledger's commands on a real SQLite event store file."""
+"""The ledger's commands on a real SQLite event store file, and those marked `on_each_store` on PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,9 @@ from btledger.domain.backtest import STRATEGY_DELETED, Backtest, backtest_id
 from btledger.domain.errors import Conflict, NotFound
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.result import BacktestOutcome
+from tests.domain.conftest import on_each_store
 from tests.domain.factories import outcome, spec
-
-
-@pytest.fixture
-def ledger(btledger_home: Path) -> Ledger:
-    return Ledger(env=store_env(btledger_home))
+from tests.reliability.test_concurrency import replay
 
 
 def cancelled(result: BacktestOutcome, orders: int | None) -> BacktestOutcome:
@@ -50,6 +49,7 @@ def test_a_key_planned_as_new_but_registered_meanwhile_gets_the_result_appended(
     assert recorded is not None and recorded.metrics["return_pct"] == 2.0
 
 
+@on_each_store
 def test_recorded_ids_names_the_ids_with_events_among_many(ledger: Ledger) -> None:
     recorded, _ = ledger.record_outcome(spec(), outcome())
     failed, _ = ledger.record_failure(spec(risk=2.0), "boom")
@@ -69,6 +69,7 @@ def test_the_key_includes_cash_params_and_method(ledger: Ledger) -> None:
     assert len(ids) == 4
 
 
+@on_each_store
 def test_rerun_appends_a_new_result_to_the_same_history(ledger: Ledger) -> None:
     identity, _ = ledger.record_outcome(spec(), outcome(return_pct=1.0))
     ledger.record_outcome(spec(), outcome(return_pct=2.0))
@@ -77,6 +78,7 @@ def test_rerun_appends_a_new_result_to_the_same_history(ledger: Ledger) -> None:
     assert [h.event_type for h in ledger.history(identity)] == ["Registered", "ResultRecorded", "ResultRecorded"]
 
 
+@on_each_store
 def test_favourite_twice_carries_the_resulting_value(ledger: Ledger) -> None:
     identity, _ = ledger.record_outcome(spec(), outcome())
     assert ledger.toggle_favorite(identity)[0] is True
@@ -85,6 +87,7 @@ def test_favourite_twice_carries_the_resulting_value(ledger: Ledger) -> None:
     assert payloads == [{"favorite": True}, {"favorite": False}]
 
 
+@on_each_store
 def test_a_key_without_a_result_cannot_be_marked_favourite(ledger: Ledger) -> None:
     failed, position = ledger.record_failure(spec(), "no data")
     with pytest.raises(Conflict, match="has no result to mark"):
@@ -93,6 +96,7 @@ def test_a_key_without_a_result_cannot_be_marked_favourite(ledger: Ledger) -> No
     assert ledger.get(failed).favorite is False
 
 
+@on_each_store
 def test_delete_and_restore_keep_the_history(ledger: Ledger) -> None:
     identity, _ = ledger.record_outcome(spec(), outcome())
     ledger.delete(identity, reason="bad data")
@@ -109,6 +113,7 @@ def test_delete_and_restore_keep_the_history(ledger: Ledger) -> None:
     assert [h.position for h in history] == sorted(h.position for h in history)
 
 
+@on_each_store
 def test_delete_strategy_deletes_every_live_result_and_failed_key_in_one_save(ledger: Ledger) -> None:
     kept, _ = ledger.record_outcome(spec(strategy="Other"), outcome())
     kept_failed, _ = ledger.record_failure(spec(strategy="Other", risk=2.0), "no data")
@@ -160,6 +165,7 @@ def test_a_deleted_failed_key_stays_deleted_when_a_rerun_fails_and_is_live_when_
     assert ledger.get(identity).status == "recorded"
 
 
+@on_each_store
 def test_a_run_for_a_key_deleted_since_the_plan_is_dropped_unless_rerun(ledger: Ledger) -> None:
     identity, _ = ledger.record_failure(spec(), "no data")
     position = ledger.delete(identity)
@@ -186,6 +192,7 @@ def test_failure_is_recorded_and_a_later_result_replaces_it(ledger: Ledger) -> N
     assert ledger.get(identity).status == "recorded"
 
 
+@on_each_store
 def test_unknown_ids_and_prefixes(ledger: Ledger) -> None:
     identity, _ = ledger.record_outcome(spec(), outcome())
     assert ledger.resolve(str(identity)[:6]) == identity
@@ -215,6 +222,7 @@ def test_an_ambiguous_prefix_names_the_backtests_it_matches(ledger: Ledger) -> N
     assert str(refused.value) == f"id prefix {prefix!r} is ambiguous: it matches 2 backtests ({twins[0]}, {twins[1]})"
 
 
+@on_each_store
 def test_concurrent_toggles_from_threads_lose_nothing(ledger: Ledger) -> None:
     identity, _ = ledger.record_outcome(spec(), outcome())
     threads = [threading.Thread(target=lambda: [ledger.toggle_favorite(identity) for _ in range(10)]) for _ in range(4)]
@@ -230,6 +238,80 @@ def test_concurrent_toggles_from_threads_lose_nothing(ledger: Ledger) -> None:
     assert ledger.get(identity).favorite is False
 
 
+@on_each_store
+def test_a_toggle_and_a_deletion_racing_on_one_result_lose_neither(ledger: Ledger) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome())
+    start = threading.Barrier(2)
+    answered: dict[str, list[int]] = defaultdict(list)
+    refused: list[Conflict] = []
+
+    def toggle() -> None:
+        start.wait()
+        for _ in range(20):
+            try:
+                answered["FavoriteToggled"].append(ledger.toggle_favorite(identity)[1])
+            except Conflict as refusal:  # deleted at that moment
+                refused.append(refusal)
+
+    def delete_and_restore() -> None:
+        start.wait()
+        for _ in range(10):
+            answered["Deleted"].append(ledger.delete(identity))
+            answered["Restored"].append(ledger.restore(identity))
+
+    threads = [threading.Thread(target=toggle), threading.Thread(target=delete_and_restore)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answered["FavoriteToggled"]) + len(refused) == 20
+    assert all("is deleted; restore it first" in str(refusal) for refusal in refused)
+    history = ledger.history(identity)
+    # Every answered change is one event at the position it reported, and every such event was answered.
+    for event_type, positions in answered.items():
+        assert [h.position for h in history if h.event_type == event_type] == positions
+    # Each change saw the state the one before it left (a lost update would repeat a flag).
+    favorite, deleted = replay(history)
+    aggregate = ledger.get(identity)
+    assert (
+        (aggregate.favorite, aggregate.deleted)
+        == (favorite, deleted)
+        == (len(answered["FavoriteToggled"]) % 2 == 1, False)
+    )
+
+
+@on_each_store
+def test_history_positions_are_the_notification_ids_of_the_results_events(ledger: Ledger) -> None:
+    identity, _ = ledger.record_outcome(spec(), outcome())
+    other, _ = ledger.record_outcome(spec(risk=2.0), outcome())  # another result's events in between
+    ledger.toggle_favorite(identity)
+    ledger.delete(other)
+    ledger.record_outcome(spec(), outcome(return_pct=2.0))
+    notifications = ledger.recorder.select_notifications(start=1, limit=100)
+    expected = [(n.id, n.originator_version) for n in notifications if UUID(str(n.originator_id)) == identity]
+    history = ledger.history(identity)
+    assert [(h.position, h.version) for h in history] == expected
+    assert [h.position for h in history] == [1, 2, 5, 7] and history[-1].position == ledger.head()
+
+
+@on_each_store
+def test_ledgers_opened_at_once_on_a_fresh_store_all_open(event_store: str, btledger_home: Path) -> None:
+    """On PostgreSQL each creates the tables, at the same moment (see `_created_despite_a_race`)."""
+    start = threading.Barrier(4)
+
+    def open_and_record(risk: float) -> int:
+        start.wait()
+        ledger = Ledger(env=store_env(btledger_home))
+        try:
+            return ledger.record_outcome(spec(risk=risk), outcome())[1]
+        finally:
+            ledger.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        positions = list(pool.map(open_and_record, [1.0, 2.0, 3.0, 4.0]))
+    assert sorted(positions) == [2, 4, 6, 8]
+
+
 TOGGLER = """
 import sys
 from pathlib import Path
@@ -241,6 +323,7 @@ for _ in range(int(sys.argv[3])):
 """
 
 
+@on_each_store
 def test_concurrent_toggles_from_two_processes_lose_nothing(ledger: Ledger, btledger_home: Path) -> None:
     identity, _ = ledger.record_outcome(spec(), outcome())
     procs = [

@@ -9,16 +9,11 @@ from pathlib import Path
 import pytest
 
 from btledger.domain.errors import Conflict
-from btledger.domain.ledger import Ledger, store_env
+from btledger.domain.ledger import Ledger
 from btledger.domain.plots import live_plot
 from btledger.engine import run_backtest
 from tests.domain.test_audit import BEFORE_RULES
 from tests.domain.test_robustness_command import SPEC
-
-
-@pytest.fixture
-def ledger(btledger_home: Path) -> Ledger:
-    return Ledger(env=store_env(btledger_home))
 
 
 def test_changed_strategy_code_or_costs_are_named_and_nothing_is_written(ledger: Ledger, btledger_home: Path) -> None:

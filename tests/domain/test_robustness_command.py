@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from btledger.domain.errors import Conflict, InvalidInput
-from btledger.domain.ledger import Ledger, store_env
+from btledger.domain.ledger import Ledger
 from btledger.domain.robustness import _recorded_stop, run_robustness_test
 from btledger.engine import run_backtest
 from btledger.engine.result import BacktestOutcome, RunSpec
@@ -21,11 +20,6 @@ SPEC = RunSpec("SmaCross", "GOOG", "D1", 1.0, date(2005, 1, 1), date(2012, 1, 1)
 @pytest.fixture(scope="module")
 def recorded_outcome() -> BacktestOutcome:
     return run_backtest(SPEC)
-
-
-@pytest.fixture
-def ledger(btledger_home: Path) -> Ledger:
-    return Ledger(env=store_env(btledger_home))
 
 
 def test_each_kind_is_recorded_on_the_history_and_reproduces_by_seed(
