@@ -356,7 +356,8 @@ class ReadModel:
         return self._position
 
     def lag(self, ledger: Ledger) -> int:
-        """How many events the ledger holds beyond the projection."""
+        """How many positions the ledger's head is beyond the projection: its events there, or more on
+        PostgreSQL, whose positions skip the numbers of saves that conflicted."""
         return max(ledger.head() - self._position, 0)
 
     def wait_for(self, position: int, timeout: float = 10.0) -> int:
