@@ -30,3 +30,7 @@ class Conflict(LedgerError):
     def __init__(self, what: str, field: str | None = None) -> None:
         super().__init__(what)
         self.field = field
+
+
+class StoreUnavailable(LedgerError):
+    """The event store cannot be reached or opened as configured (e.g. PostgreSQL refusing the connection)."""

@@ -22,6 +22,7 @@ from eventsourcing.domain import MutableOrImmutableAggregate
 from eventsourcing.persistence import (
     ApplicationRecorder,
     EventStore,
+    InfrastructureFactory,
     IntegrityError,
     JSONTranscoder,
     PersistenceError,
@@ -32,7 +33,7 @@ from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic, retry
 
 from btledger.domain.backtest import MAX_REASON_LENGTH, STRATEGY_DELETED, Backtest, backtest_id
-from btledger.domain.errors import Conflict, InvalidInput, NotFound
+from btledger.domain.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from btledger.domain.transcoder import MsgspecJSONTranscoder
 from btledger.engine.result import BacktestOutcome, RunSpec
 
@@ -59,6 +60,34 @@ def _created_despite_a_race(construct: Callable[[], T]) -> T:
                 raise
         attempts += 1
         time.sleep(0.05)
+
+
+def _connect_once(factory: InfrastructureFactory[Any]) -> None:
+    """PostgreSQL: connect once, directly, before the library's pool does, and raise `StoreUnavailable` with
+    the server's own reason. The pool retries a refused connection, a missing database or rejected
+    credentials until POSTGRES_CONNECT_TIMEOUT (30 s) has passed, then says only that it "couldn't get a
+    connection". One connection more per process start (a few ms on a local server)."""
+    if type(factory).__module__ != "eventsourcing.postgres":
+        return
+    import psycopg  # the postgres extra's: imported only when it is configured
+    from eventsourcing.postgres import PostgresFactory
+
+    assert isinstance(factory, PostgresFactory)
+    pool = factory.datastore.pool
+    # psycopg_pool takes either as a callable too (a value per connection); the factory gives plain ones.
+    settings = dict((pool.kwargs() if callable(pool.kwargs) else pool.kwargs) or {})
+    conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+    if pool.get_password_func is not None:
+        settings["password"] = pool.get_password_func()
+    try:
+        psycopg.connect(conninfo, connect_timeout=max(1, round(pool.timeout)), **settings).close()
+    except psycopg.Error as error:
+        where = f"{settings.get('user')}@{settings.get('host')}:{settings.get('port')}/{settings.get('dbname')}"
+        reason = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise StoreUnavailable(
+            f"event store: cannot connect to PostgreSQL {where} (POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DBNAME, "
+            f"POSTGRES_USER, POSTGRES_PASSWORD): {reason}"
+        ) from None
 
 
 REGISTERED_TOPIC = get_topic(Backtest.Registered)
@@ -132,6 +161,7 @@ class Ledger(Application[UUID]):
     snapshotting_intervals: ClassVar[dict[type[MutableOrImmutableAggregate[Any]], int]] = {Backtest: 50}
 
     def construct_recorder(self) -> ApplicationRecorder:
+        _connect_once(self.factory)
         return _created_despite_a_race(super().construct_recorder)
 
     def construct_snapshot_store(self) -> EventStore[UUID]:

@@ -41,7 +41,7 @@ def _server_programs() -> Path | None:
     return next((c for c in candidates if (c / "initdb").is_file() and (c / "pg_ctl").is_file()), None)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -76,7 +76,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             pytest.skip(f"running as root, and initdb refuses to: no {SERVER_USER!r} user to run the server as")
         os.chown(root, owner.pw_uid, owner.pw_gid)
         as_owner = ["runuser", "-u", SERVER_USER, "--"]
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     try:
         subprocess.run(
             [*as_owner, programs / "initdb", "-D", data, "-U", SERVER_USER, "--auth=trust", "-E", "UTF8", "--no-sync"],

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +17,14 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from typer.testing import CliRunner
 
+from btledger.api.cli import app
 from btledger.domain.backtest import STRATEGY_DELETED, Backtest, backtest_id
-from btledger.domain.errors import Conflict, NotFound
+from btledger.domain.errors import Conflict, NotFound, StoreUnavailable
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.result import BacktestOutcome
-from tests.domain.conftest import on_each_store
+from tests.domain.conftest import free_port, on_each_store
 from tests.domain.factories import outcome, spec
 from tests.reliability.test_concurrency import replay
 
@@ -310,6 +313,34 @@ def test_ledgers_opened_at_once_on_a_fresh_store_all_open(event_store: str, btle
     with ThreadPoolExecutor(4) as pool:
         positions = list(pool.map(open_and_record, [1.0, 2.0, 3.0, 4.0]))
     assert sorted(positions) == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("event_store", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("POSTGRES_PORT", "a closed port", "Connection refused"),
+        ("POSTGRES_DBNAME", "no_such_ledger", 'database "no_such_ledger" does not exist'),
+    ],
+)
+def test_a_postgresql_store_that_cannot_be_reached_is_refused_at_once_with_the_servers_reason(
+    event_store: str, btledger_home: Path, monkeypatch: pytest.MonkeyPatch, setting: str, value: str, says: str
+) -> None:
+    """Not after the library's pool has waited POSTGRES_CONNECT_TIMEOUT (30 s) to say it "couldn't get a
+    connection"; and the CLI says it in one line."""
+    # Picked now, with the server listening: a port nothing listens on, the server's not among them.
+    monkeypatch.setenv(setting, str(free_port()) if value == "a closed port" else value)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as refused:
+        Ledger(env=store_env(btledger_home))
+    assert time.monotonic() - started < 10
+    message = str(refused.value)
+    assert message.startswith("event store: cannot connect to PostgreSQL postgres@127.0.0.1:")
+    assert "POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DBNAME" in message and says in message
+
+    failed = CliRunner().invoke(app, ["history", "0000"])
+    assert failed.exit_code == 1
+    assert failed.stderr == f"error: {message}\n"
 
 
 TOGGLER = """
