@@ -31,7 +31,9 @@ def synthetic_outcome(
     trades["entry_time"] = [f"{start + timedelta(days=i)}T00:00:00+00:00" for i in range(n_trades)]
     trades["exit_time"] = [f"{start + timedelta(days=i + 1)}T12:30:00+00:00" for i in range(n_trades)]
     trades["tag"] = [None] * n_trades
-    performance: dict[str, JsonScalar] = {**dict.fromkeys(TRADE_PERFORMANCE_COLUMNS, 0.5), "long_count": n_trades}
+    # Counts are whole numbers, as the engine's are: the read model keeps them as integers.
+    counts = {"long_count": n_trades, "short_count": 0, "consecutive_wins": n_trades, "consecutive_losses": 0}
+    performance: dict[str, JsonScalar] = {**dict.fromkeys(TRADE_PERFORMANCE_COLUMNS, 0.5), **counts}
     return BacktestOutcome(
         metrics=values,
         trade_performance=performance,
