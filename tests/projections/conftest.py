@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from btledger.domain.ledger import Ledger, store_env
+from btledger.domain.ledger import Ledger
 from btledger.projections.readmodel import ReadModel
-from tests.projections.factories import TIMEFRAMES
+from tests.projections.factories import open_ledger, open_readmodel
 
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(env=store_env(tmp_path))
+    return open_ledger(tmp_path)
 
 
 @pytest.fixture
 def readmodel(tmp_path: Path) -> Iterator[ReadModel]:
-    model = ReadModel.open(tmp_path / "readmodel.duckdb", timeframes=TIMEFRAMES)
+    model = open_readmodel(tmp_path / "readmodel.duckdb")
     yield model
     model.close()

@@ -1,12 +1,15 @@
-"""Hand-made keys and outcomes for read-model tests (no engine involved)."""
+"""Hand-made keys and outcomes for read-model tests (no engine involved), and the real stores they go in."""
 
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from btledger.config import Timeframe, Timeframes
+from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.result import RunSpec
+from btledger.projections.readmodel import DEFAULT_BATCH_SIZE, ReadModel
 from btledger.synthetic import synthetic_outcome as outcome  # noqa: F401 (the tests' name for it)
 
 #: H1, H4 and D1 are selected; M5 and M15 are not.
@@ -34,3 +37,13 @@ def spec(
         initial_cash=100_000.0,
         params=params,
     )
+
+
+def open_ledger(directory: Path) -> Ledger:
+    """A ledger on a real SQLite event store file in `directory`."""
+    return Ledger(env=store_env(directory))
+
+
+def open_readmodel(path: Path, batch_size: int = DEFAULT_BATCH_SIZE) -> ReadModel:
+    """A read model in a real DuckDB file at `path`, with `TIMEFRAMES`."""
+    return ReadModel.open(path, timeframes=TIMEFRAMES, batch_size=batch_size)
