@@ -90,6 +90,9 @@ def _connect_once(factory: InfrastructureFactory[Any]) -> None:
         ) from None
 
 
+#: How many of the ids an ambiguous prefix matches its refusal lists.
+_AMBIGUOUS_SHOWN = 10
+
 REGISTERED_TOPIC = get_topic(Backtest.Registered)
 RESULT_TOPIC = get_topic(Backtest.ResultRecorded)
 
@@ -237,8 +240,11 @@ class Ledger(Application[UUID]):
         if not matches:
             raise NotFound(f"no backtest id starts with {text!r}")
         if len(matches) > 1:
-            # Named, so a person can pick one: even among 100,000 ids a 4-digit prefix matches a handful.
-            listed = ", ".join(sorted(map(str, matches)))
+            # Named, so a person can pick one: even among a million ids a 4-digit prefix matches about 15.
+            named = sorted(map(str, matches))
+            listed = ", ".join(named[:_AMBIGUOUS_SHOWN]) + (
+                f", and {len(named) - _AMBIGUOUS_SHOWN} more" if len(named) > _AMBIGUOUS_SHOWN else ""
+            )
             raise NotFound(f"id prefix {text!r} is ambiguous: it matches {len(matches)} backtests ({listed})")
         return matches[0]
 

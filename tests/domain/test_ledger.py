@@ -225,6 +225,18 @@ def test_an_ambiguous_prefix_names_the_backtests_it_matches(ledger: Ledger) -> N
     assert str(refused.value) == f"id prefix {prefix!r} is ambiguous: it matches 2 backtests ({twins[0]}, {twins[1]})"
 
 
+def test_an_ambiguous_prefix_lists_ten_of_the_backtests_it_matches_and_counts_the_rest(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Twelve ids sharing 4 hex digits take some 200,000 results to come by: the ledger is given its ids.
+    ids = [UUID(f"abcd{n:028x}") for n in range(12, 0, -1)]
+    monkeypatch.setattr(ledger, "backtest_ids", lambda: ids)
+    with pytest.raises(NotFound) as refused:
+        ledger.resolve("abcd")
+    listed = ", ".join(sorted(map(str, ids))[:10])
+    assert str(refused.value) == f"id prefix 'abcd' is ambiguous: it matches 12 backtests ({listed}, and 2 more)"
+
+
 @on_each_store
 def test_concurrent_toggles_from_threads_lose_nothing(ledger: Ledger) -> None:
     identity, _ = ledger.record_outcome(spec(), outcome())
