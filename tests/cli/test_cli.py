@@ -22,6 +22,7 @@ from btledger.api.cli import app
 from btledger.config import MAX_WORKERS, clear_config_cache
 from btledger.engine import registry
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
+from tests.domain.conftest import on_each_store
 from tests.domain.factories import goog_from_csv
 from tests.engine.test_margin_cancels import SMACROSS, cancels_by_backtesting
 
@@ -116,7 +117,8 @@ def test_serve_refuses_a_bad_worker_count_before_it_starts(workers: str) -> None
     assert refused.stderr.startswith("error: workers: must be at "), refused.output
 
 
-def test_the_read_side_reflects_each_command(btledger_home: Path) -> None:
+@on_each_store
+def test_the_read_side_reflects_each_command(event_store: str, btledger_home: Path) -> None:
     run = cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
     backtest = run["results"][0]["id"]
 
@@ -132,6 +134,8 @@ def test_the_read_side_reflects_each_command(btledger_home: Path) -> None:
     assert cli_json("search")["total"] == 0
     cli_json("restore", backtest)
     assert cli_json("search")["total"] == 1
+    assert cli_json("verify", backtest[:8])["verdict"] == "reproduced"
+    assert cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")["summary"]["skipped"] == 1
 
     deleted = cli_json("delete-strategy", "SmaCross")
     assert deleted["deleted"] == [backtest]
@@ -143,6 +147,12 @@ def test_the_read_side_reflects_each_command(btledger_home: Path) -> None:
     assert table.exit_code == 0, table.output
     assert "favorite=true" in table.stdout and "True" not in table.stdout
     assert "reason=strategy deleted" in table.stdout
+    positions = [h["position"] for h in cli_json("history", backtest)]
+    assert positions == sorted(positions) and len(set(positions)) == 6
+    # A rebuild from the first event gives the tables the catch-ups built.
+    before = cli_json("sql", "SELECT * FROM backtest_versions ORDER BY valid_from")
+    assert cli_json("rebuild")["position"] == positions[-1]
+    assert cli_json("sql", "SELECT * FROM backtest_versions ORDER BY valid_from") == before
 
 
 def test_sql_reads_and_refuses_writes(btledger_home: Path) -> None:
