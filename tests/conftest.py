@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from btledger.config import clear_config_cache
+from tests.postgres import event_store, postgres_server
+
+__all__ = ["event_store", "postgres_server"]  # the fixtures, for every test directory
 
 # Subprocesses (CLI runs, crash tests, servers) import pandas and backtesting.py anew; without cached
 # bytecode each would spend seconds compiling them where the environment sets PYTHONDONTWRITEBYTECODE.

@@ -28,6 +28,7 @@ from btledger.domain.errors import InvalidInput, NotFound
 from btledger.projections.readmodel import ReadModel, ReadModelLocked
 from tests.api import sse
 from tests.api.conftest import BATCH, LONG_BATCH
+from tests.postgres import on_each_store
 
 # The data directory comes from BTLEDGER_HOME, which the btledger_home fixture sets.
 SERVE = [sys.executable, "-m", "btledger", "serve", "--port", "0", "--workers", "1"]
@@ -51,7 +52,8 @@ def serving(home: Path, **popen: Any) -> Iterator[tuple[subprocess.Popen[bytes],
 
 
 @pytest.fixture
-def server(btledger_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], ServerInfo]]:
+def server(event_store: str, btledger_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], ServerInfo]]:
+    """Serving the event store the test runs on (SQLite unless marked `on_each_store`)."""
     with serving(btledger_home) as started:
         yield started
 
@@ -72,8 +74,9 @@ def test_serve_logs_the_address_it_serves(btledger_home: Path) -> None:
     assert f"btledger serves {btledger_home.resolve()} at {info.url} (API docs at {info.url}/schema)" in log
 
 
+@on_each_store
 def test_serve_runs_a_batch_over_http_and_streams_it_to_the_end(
-    server: tuple[subprocess.Popen[bytes], ServerInfo], btledger_home: Path
+    server: tuple[subprocess.Popen[bytes], ServerInfo], btledger_home: Path, event_store: str
 ) -> None:
     process, info = server
     assert info.host == "127.0.0.1" and info.pid == process.pid
@@ -120,12 +123,21 @@ def test_serve_runs_a_batch_over_http_and_streams_it_to_the_end(
         assert favorite is True
         assert client.wait_for(position)["projection_position"] >= position
         assert [row["id"] for row in client.favorites()] == [target]
+        # A decision over HTTP, the server appending it.
+        other = page["items"][1]["id"]
+        favorite_other = httpx.put(f"{info.url}/backtests/{other}/favorite", timeout=30)
+        assert favorite_other.status_code == 200 and favorite_other.json()["favorite"] is True
+        health = httpx.get(f"{info.url}/health", params={"wait_for": favorite_other.json()["position"]}).json()
+        assert (health["status"], health["ledger_position"]) == ("ok", 8 + 2)
+        assert {row["id"] for row in client.favorites()} == {target, other}
         # Its errors are the domain's, as if the call were local.
         with pytest.raises(NotFound):
             client.backtest("0000")
         with pytest.raises(InvalidInput) as bad:
             client.search(sort="bogus")
         assert bad.value.field == "sort"
+
+    assert (btledger_home / "events.sqlite").exists() == (event_store == "sqlite")
 
     # One server per data directory.
     with pytest.raises(ServerAlreadyRunning, match=str(process.pid)):

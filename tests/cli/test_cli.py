@@ -22,9 +22,9 @@ from btledger.api.cli import app
 from btledger.config import MAX_WORKERS, clear_config_cache
 from btledger.engine import registry
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, TRADE_PERFORMANCE_COLUMNS
-from tests.domain.conftest import on_each_store
 from tests.domain.factories import goog_from_csv
 from tests.engine.test_margin_cancels import SMACROSS, cancels_by_backtesting
+from tests.postgres import on_each_store
 
 EURUSD = ["--strategy", "SmaCross", "--ticker", "EURUSD", "--risk", "1", "--from", "2017-06-01", "--to", "2017-12-01"]
 
@@ -119,8 +119,11 @@ def test_serve_refuses_a_bad_worker_count_before_it_starts(workers: str) -> None
 
 @on_each_store
 def test_the_read_side_reflects_each_command(event_store: str, btledger_home: Path) -> None:
-    run = cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")
+    run = cli_json("run", *EURUSD, "--timeframe", "H1", "--timeframe", "H4", "--workers", "2")
+    assert run["summary"] == {"recorded": 2, "skipped": 0, "failed": 0}
     backtest = run["results"][0]["id"]
+    best = max(run["results"], key=lambda r: r["metrics"]["stability_weighted_rar"])
+    assert [row["id"] for row in cli_json("rank")] == [best["id"]]
 
     trades = cli_json("trades", backtest)
     assert len(trades) == run["results"][0]["metrics"]["trades"]
@@ -131,28 +134,39 @@ def test_the_read_side_reflects_each_command(event_store: str, btledger_home: Pa
     assert page["total"] == 1 and page["items"][0]["favorite"] is True
 
     cli_json("delete", backtest, "--reason", "test")
-    assert cli_json("search")["total"] == 0
+    assert [item["id"] for item in cli_json("search")["items"]] == [run["results"][1]["id"]]
     cli_json("restore", backtest)
-    assert cli_json("search")["total"] == 1
+    assert cli_json("search")["total"] == 2
     assert cli_json("verify", backtest[:8])["verdict"] == "reproduced"
-    assert cli_json("run", *EURUSD, "--timeframe", "H1", "--workers", "1")["summary"]["skipped"] == 1
+    again = cli_json("run", *EURUSD, "--timeframe", "H1", "--timeframe", "H4", "--workers", "2")
+    assert again["summary"] == {"recorded": 0, "skipped": 2, "failed": 0}
 
     deleted = cli_json("delete-strategy", "SmaCross")
-    assert deleted["deleted"] == [backtest]
+    assert sorted(deleted["deleted"]) == sorted(r["id"] for r in run["results"])
     assert cli_json("search")["total"] == 0
-    events = [h["event_type"] for h in cli_json("history", backtest)]
-    assert events == ["Registered", "ResultRecorded", "FavoriteToggled", "Deleted", "Restored", "Deleted"]
+    history = cli_json("history", backtest)
+    assert [h["event_type"] for h in history] == [
+        "Registered",
+        "ResultRecorded",
+        "FavoriteToggled",
+        "Deleted",
+        "Restored",
+        "Deleted",
+    ]
+    positions = [h["position"] for h in history]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
     # The table's payload digest writes scalars as --json does (not Python's True/None), text unquoted.
     table = cli("history", backtest)
     assert table.exit_code == 0, table.output
     assert "favorite=true" in table.stdout and "True" not in table.stdout
     assert "reason=strategy deleted" in table.stdout
-    positions = [h["position"] for h in cli_json("history", backtest)]
-    assert positions == sorted(positions) and len(set(positions)) == 6
     # A rebuild from the first event gives the tables the catch-ups built.
-    before = cli_json("sql", "SELECT * FROM backtest_versions ORDER BY valid_from")
-    assert cli_json("rebuild")["position"] == positions[-1]
-    assert cli_json("sql", "SELECT * FROM backtest_versions ORDER BY valid_from") == before
+    before = cli_json("sql", "SELECT * FROM backtest_versions ORDER BY id, valid_from")
+    assert len(before) == 5 + 2  # recorded, favourite, deleted, restored, deleted; the other: recorded, deleted
+    last_deleted = cli_json("history", run["results"][1]["id"])[-1]["position"]  # after `backtest`'s
+    assert cli_json("rebuild")["position"] == last_deleted == positions[-1] + 1
+    assert cli_json("sql", "SELECT * FROM backtest_versions ORDER BY id, valid_from") == before
+    assert (btledger_home / "events.sqlite").exists() == (event_store == "sqlite")
 
 
 def test_sql_reads_and_refuses_writes(btledger_home: Path) -> None:

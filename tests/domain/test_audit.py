@@ -12,8 +12,8 @@ from btledger.domain.backtest import backtest_id
 from btledger.domain.ledger import Ledger
 from btledger.engine import SpecError, run_backtest
 from btledger.engine.result import RunSpec
-from tests.domain.conftest import on_each_store
 from tests.domain.test_robustness_command import SPEC
+from tests.postgres import on_each_store
 
 #: SmaCross parameters it ran with before it declared n_fast < n_slow.
 BEFORE_RULES = dataclasses.replace(SPEC, params={"n_fast": 50, "n_slow": 20})

@@ -27,7 +27,7 @@ from btledger.engine.registry import StrategyEntry
 from btledger.engine.result import BacktestOutcome, JsonScalar, RunSpec
 from btledger.projections.queries import filtered_search
 from btledger.projections.readmodel import ReadModel
-from tests.domain.conftest import on_each_store
+from tests.postgres import on_each_store
 
 BATCH = {
     "strategies": ["SmaCross", "DonchianBreakout"],

@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.domain import Snapshot
 from typer.testing import CliRunner
 
 from btledger.api.cli import app
@@ -24,8 +25,8 @@ from btledger.domain.backtest import STRATEGY_DELETED, Backtest, backtest_id
 from btledger.domain.errors import Conflict, NotFound, StoreUnavailable
 from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.result import BacktestOutcome
-from tests.domain.conftest import free_port, on_each_store
 from tests.domain.factories import outcome, spec
+from tests.postgres import free_port, on_each_store
 from tests.reliability.test_concurrency import replay
 
 
@@ -420,18 +421,28 @@ def test_a_version_2_result_event_holds_an_unknown_count_of_margin_cancellations
     assert Ledger(env=store_env(btledger_home)).get(identity).outcome == cancelled(outcome(), None)
 
 
+@on_each_store
 def test_a_long_history_is_snapshotted_and_replays_from_the_snapshot(ledger: Ledger, btledger_home: Path) -> None:
     identity, _ = ledger.record_outcome(spec(), outcome())
     for _ in range(59):
         ledger.toggle_favorite(identity)
-    database = sqlite3.connect(btledger_home / "events.sqlite")
-    snapshots = database.execute("SELECT originator_version FROM stored_snapshots").fetchall()
-    assert snapshots == [(50,)]
-    reloaded = Ledger(env=store_env(btledger_home)).get(identity)
+    assert ledger.snapshots is not None
+    (snapshot,) = ledger.snapshots.get(identity)
+    assert isinstance(snapshot, Snapshot)
+    at_50 = snapshot.mutate(None)  # the state as stored and read back: 48 toggles after the result
+    assert isinstance(at_50, Backtest)
+    assert (at_50.version, at_50.favorite, at_50.outcome) == (50, False, outcome())
+    another = Ledger(env=store_env(btledger_home))  # nothing cached: reads the snapshot, then 11 events
+    try:
+        reloaded = another.get(identity)
+        # The notification log and the history are untouched by snapshots.
+        history = another.history(identity)
+    finally:
+        another.close()
     assert reloaded.version == 61 and reloaded.favorite is True
     assert reloaded.spec == spec() and reloaded.outcome == outcome()
-    # The notification log and the history are untouched by snapshots.
-    assert len(ledger.history(identity)) == 61
+    assert [entry.version for entry in history] == list(range(1, 62))
+    assert [entry.position for entry in history] == list(range(1, 62))
 
 
 def test_a_snapshot_taken_before_margin_cancellations_were_counted_replays(ledger: Ledger, btledger_home: Path) -> None:
