@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from btledger.bootstrap import open_ledger
 from btledger.domain.ledger import Ledger
 from btledger.projections.readmodel import ReadModel
-from tests.projections.factories import open_ledger, open_readmodel
+from tests.projections.factories import open_readmodel
 
 
 @pytest.fixture

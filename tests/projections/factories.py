@@ -1,4 +1,4 @@
-"""Hand-made keys and outcomes for read-model tests (no engine involved), and the real stores they go in."""
+"""Hand-made keys and outcomes for read-model tests (no engine involved), and the read model they go in."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from btledger.config import Timeframe, Timeframes
-from btledger.domain.ledger import Ledger, store_env
 from btledger.engine.result import RunSpec
 from btledger.projections.readmodel import DEFAULT_BATCH_SIZE, ReadModel
 from btledger.synthetic import synthetic_outcome as outcome  # noqa: F401 (the tests' name for it)
@@ -37,11 +36,6 @@ def spec(
         initial_cash=100_000.0,
         params=params,
     )
-
-
-def open_ledger(directory: Path) -> Ledger:
-    """A ledger on a real SQLite event store file in `directory`."""
-    return Ledger(env=store_env(directory))
 
 
 def open_readmodel(path: Path, batch_size: int = DEFAULT_BATCH_SIZE) -> ReadModel:

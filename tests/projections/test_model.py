@@ -27,13 +27,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
+from btledger.bootstrap import open_ledger
 from btledger.domain.backtest import MAX_REASON_LENGTH, Backtest, backtest_id
 from btledger.domain.errors import Conflict, InvalidInput, LedgerError, NotFound
 from btledger.domain.ledger import HistoryEntry
 from btledger.engine.result import METRIC_COLUMNS, TRADE_COLUMNS, BacktestOutcome, RunSpec
 from btledger.projections import queries as q
 from btledger.projections import schema as s
-from tests.projections.factories import TIMEFRAMES, open_ledger, open_readmodel, outcome, spec
+from tests.projections.factories import TIMEFRAMES, open_readmodel, outcome, spec
 
 STRATEGIES = ("SmaCross", "Donchian")
 #: D1 is a selected timeframe and M15 is not: rankings consider D1 results only.

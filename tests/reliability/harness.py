@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from btledger.domain.backtest import Backtest
-from btledger.domain.ledger import Ledger, store_env
+from btledger.domain.ledger import Ledger
 from btledger.engine.result import (
     METRIC_COLUMNS,
     TRADE_COLUMNS,
@@ -286,7 +286,3 @@ def add_results(ledger: Ledger, first: int, count: int, trades: int, strategy: s
     for start in range(0, len(backtests), 100):
         ledger.save(*backtests[start : start + 100])
     return backtests
-
-
-def open_ledger(home: Path) -> Ledger:
-    return Ledger(env=store_env(home))

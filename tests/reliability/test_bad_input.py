@@ -30,6 +30,7 @@ from typer.testing import CliRunner, Result
 
 from btledger.api.cli import app
 from btledger.api.http import create_app
+from btledger.bootstrap import open_ledger
 from btledger.config import PACKAGED_CONFIGS, clear_config_cache, load_timeframes
 from btledger.domain.backtest import backtest_id
 from btledger.domain.ledger import Ledger
@@ -39,7 +40,6 @@ from tests.reliability.harness import (
     add_results,
     clean_rebuild,
     event_count,
-    open_ledger,
     synthetic_outcome,
     synthetic_spec,
     table_rows,

@@ -30,6 +30,7 @@ from uuid import UUID
 
 import pytest
 
+from btledger.bootstrap import open_ledger
 from btledger.domain.backtest import backtest_id
 from btledger.domain.commands import RunBatch, parse
 from btledger.domain.errors import Conflict
@@ -42,7 +43,6 @@ from tests.reliability.harness import (
     clean_rebuild,
     differences,
     holds_open,
-    open_ledger,
     result_snapshot,
     results_recorded,
     schemas,
