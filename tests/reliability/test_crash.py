@@ -139,13 +139,21 @@ def kill_batch_repeatedly(
         if len(kills) >= plan.kills - plan.tail_kills or total - before <= 2:
             mode = "projection"
         victim = Victim.start(plan.args(), home, workdir)
+        # A kill point is bounded by results committed, not by time alone: on a fast machine a backtest of
+        # this batch takes 20-70 ms, so a pause in seconds would run through most of the batch (it did, and
+        # the batch was done before enough kills had hit it).
+        settle_until: float | None = None
         while victim.alive():
-            if mode == "results" and results_recorded(home) >= before + more:
-                time.sleep(settle)
-                break
-            if mode == "delay" and time.monotonic() - victim.started >= delay:
-                break
-            if mode == "projection" and results_recorded(home) >= total and holds_open(victim.pid, readmodel):
+            now, recorded = time.monotonic(), results_recorded(home)
+            if mode == "results":
+                if settle_until is None and recorded >= before + more:
+                    settle_until = now + settle
+                # Inside the next run, or just after its save: the pause ends at the next committed result.
+                if settle_until is not None and (now >= settle_until or recorded > before + more):
+                    break
+            if mode == "delay" and (now - victim.started >= delay or recorded > before):
+                break  # in the start (imports, config, forking the pool) or the first run
+            if mode == "projection" and recorded >= total and holds_open(victim.pid, readmodel):
                 time.sleep(tail_delay)
                 break
             time.sleep(POLL_S)
