@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import pytest
@@ -28,6 +28,9 @@ from btledger.engine.result import BacktestOutcome
 from tests.domain.factories import outcome, spec
 from tests.postgres import free_port, on_each_store
 from tests.reliability.test_concurrency import replay
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 def cancelled(result: BacktestOutcome, orders: int | None) -> BacktestOutcome:
@@ -310,21 +313,30 @@ def test_history_positions_are_the_notification_ids_of_the_results_events(ledger
     assert [h.position for h in history] == [1, 2, 5, 7] and history[-1].position == ledger.head()
 
 
+def at_once(function: Callable[[A], R], arguments: list[A]) -> list[R]:
+    """`function` on each argument, each on a thread of its own, all released at the same moment."""
+    start = threading.Barrier(len(arguments))
+
+    def released(argument: A) -> R:
+        start.wait()
+        return function(argument)
+
+    with ThreadPoolExecutor(len(arguments)) as pool:
+        return list(pool.map(released, arguments))
+
+
 @on_each_store
 def test_ledgers_opened_at_once_on_a_fresh_store_all_open(event_store: str, btledger_home: Path) -> None:
     """On PostgreSQL each creates the tables, at the same moment (see `_created_despite_a_race`)."""
-    start = threading.Barrier(4)
 
     def open_and_record(risk: float) -> int:
-        start.wait()
         ledger = Ledger(env=store_env(btledger_home))
         try:
             return ledger.record_outcome(spec(risk=risk), outcome())[1]
         finally:
             ledger.close()
 
-    with ThreadPoolExecutor(4) as pool:
-        positions = list(pool.map(open_and_record, [1.0, 2.0, 3.0, 4.0]))
+    positions = at_once(open_and_record, [1.0, 2.0, 3.0, 4.0])
     assert sorted(positions) == [2, 4, 6, 8]
 
 
@@ -333,14 +345,7 @@ def test_sqlite_ledgers_opened_at_once_on_fresh_files_all_open(tmp_path: Path) -
     (about 1 in 25 fresh files with 4 opening at once, before `_switch_to_wal_despite_a_race`): 60 rounds."""
     for round_ in range(60):
         home = tmp_path / str(round_)
-        start = threading.Barrier(4)
-
-        def open_ledger(_: int, home: Path = home, start: threading.Barrier = start) -> None:
-            start.wait()
-            Ledger(env=store_env(home)).close()
-
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(open_ledger, range(4)))
+        at_once(lambda directory: Ledger(env=store_env(directory)).close(), [home] * 4)
         with sqlite3.connect(home / "events.sqlite") as connection:
             assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
