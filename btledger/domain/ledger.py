@@ -76,8 +76,9 @@ def _prepare_store(factory: InfrastructureFactory[Any]) -> None:
 def _switch_to_wal_despite_a_race(factory: InfrastructureFactory[Any]) -> None:
     """SQLite: put the file in WAL mode, tried again while another connection holds it. The pool's first
     connection does this too, but SQLite answers "database is locked" at once, not after the busy timeout,
-    when another connection is switching the same fresh file or creating its tables (4 % of 4 ledgers
-    opened at once, measured). Once the file is in WAL mode the pool only reads the mode."""
+    when another connection is switching the same fresh file or creating its tables (measured: 4 ledgers
+    opening a fresh file at once failed in 4 % of rounds on threads, 40 % on processes). Once the file is in
+    WAL mode the pool only reads the mode."""
     assert isinstance(factory, SQLiteFactory)
     pool = factory.datastore.pool
     if pool.is_sqlite_memory_mode:
